@@ -1,0 +1,25 @@
+"""kinema4d_core: the ROS-free core of kinema4d-ros.
+
+Modules, one job each (frames: ``T_a_b`` maps points expressed in frame ``b`` into frame ``a``;
+units are metres and radians throughout):
+
+- ``errors``        exception types that name the bad field and the fix
+- ``io``            atomic file/dir output, mp4 writing
+- ``mesh``          triangle meshes attached to robot links
+- ``robot``         robot configs (urdf/), Pinocchio model, forward kinematics, limits
+- ``trajectory``    actions -> joint trajectories (positions, velocities, IK), resampling
+- ``twin``          digital-twin meshes from a reconstruction frame (``T_recon_base``)
+- ``camera``        pinhole + distortion camera model, calibration YAML
+- ``render``        z-buffered rasterizer: robot pointmap, depth, mask, link id, RGB
+- ``conditioning``  normalization, pseudo-RGB encoding, latent-grid masks
+- ``projection``    trajectory -> robot pointmap sequence (the ``kinema4d project`` job)
+- ``model``         the Kinema4D transformer + pipeline on diffusers, checkpoints, tiny preset
+- ``backends``      generation backends (kinema4d, static-scene baseline)
+- ``metric``        metric recovery of generated pointmaps
+- ``rollout``       rollout.npz / mp4 / PLY outputs
+- ``calibration``   hand-eye, PnP, mesh alignment, overlay scoring
+- ``simworld``      the MuJoCo simulated lab
+- ``bags``, ``evaluation``, ``metrics``, ``viewer``  offline replay and policy evaluation
+"""
+
+__version__ = "0.1.0"

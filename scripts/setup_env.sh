@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Idempotent environment setup for kinema4d-ros.
+#
+#   scripts/setup_env.sh            # create/refresh .venv, install pinned deps, build ROS interfaces
+#
+# What it does, each step skipped when already done (stamp files under .venv/):
+#   1. .venv with the machine's python3.11
+#   2. torch==2.13.0 on its own first (CPU build here; KINEMA4D_TORCH_INDEX_URL selects
+#      another wheel index, e.g. the CUDA one in the Dockerfile). Installing torch first and
+#      pinning it in every later step means pip can never swap in a CUDA build.
+#   3. requirements/requirements.txt under requirements/constraints.txt (every version pinned)
+#   4. this repository (kinema4d_core, kinema4d_ros) in editable mode
+#   5. the ROS 2 interface packages (scripts/build_interfaces.sh), built into the venv prefix
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="${KINEMA4D_VENV:-$ROOT/.venv}"
+PY="${KINEMA4D_PYTHON:-python3.11}"
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+
+log() { printf '[setup] %s\n' "$*"; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating virtual env $VENV"
+  "$PY" -m venv "$VENV"
+fi
+VPY="$VENV/bin/python"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+deps_hash=$(cat requirements/requirements.txt requirements/constraints.txt | sha256sum | cut -c1-16)
+deps_stamp="$VENV/.kinema4d-deps-$deps_hash"
+if [ ! -f "$deps_stamp" ]; then
+  log "installing torch==2.13.0 (CPU unless KINEMA4D_TORCH_INDEX_URL says otherwise)"
+  if [ -n "${KINEMA4D_TORCH_INDEX_URL:-}" ]; then
+    "$VPY" -m pip install -q --index-url "$KINEMA4D_TORCH_INDEX_URL" torch==2.13.0
+  else
+    "$VPY" -m pip install -q torch==2.13.0
+  fi
+  log "installing pinned requirements (about a minute on a fresh machine)"
+  "$VPY" -m pip install -q -r requirements/requirements.txt -c requirements/constraints.txt torch==2.13.0
+  rm -f "$VENV"/.kinema4d-deps-*
+  touch "$deps_stamp"
+else
+  log "pinned requirements already installed"
+fi
+
+src_stamp="$VENV/.kinema4d-editable"
+if [ ! -f "$src_stamp" ] || [ pyproject.toml -nt "$src_stamp" ] || [ ros2_ws/src/kinema4d_ros/setup.py -nt "$src_stamp" ]; then
+  log "installing kinema4d_core and kinema4d_ros (editable)"
+  "$VPY" -m pip install -q --no-deps --no-build-isolation -e .
+  if [ -f ros2_ws/src/kinema4d_ros/setup.py ]; then
+    "$VPY" -m pip install -q --no-deps --no-build-isolation -e ros2_ws/src/kinema4d_ros
+  fi
+  touch "$src_stamp"
+fi
+
+if [ -x scripts/build_interfaces.sh ]; then
+  KINEMA4D_VENV="$VENV" scripts/build_interfaces.sh
+fi
+log "environment ready: $VENV"
