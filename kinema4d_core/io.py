@@ -20,6 +20,12 @@ from typing import Iterator, Mapping
 import numpy as np
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike, *, backup: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it to ``final`` when the block succeeds.
@@ -37,6 +43,8 @@ def atomic_path(final: str | os.PathLike, *, backup: bool = False) -> Iterator[P
             raise OSError(f"nothing was written for {final}")
         if backup and final.exists():
             shutil.copy2(final, final.with_name(final.name + ".bak"))
+        # mkstemp creates 0600 files; give outputs the usual permissions (0666 less the umask).
+        os.chmod(tmp_path, 0o666 & ~_current_umask())
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():
