@@ -20,10 +20,14 @@ from typing import Iterator, Mapping
 import numpy as np
 
 
-def _current_umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Read once at import: os.umask is process-wide, so toggling it later could race with other threads.
+_UMASK = _read_umask()
 
 
 @contextlib.contextmanager
@@ -44,7 +48,7 @@ def atomic_path(final: str | os.PathLike, *, backup: bool = False) -> Iterator[P
         if backup and final.exists():
             shutil.copy2(final, final.with_name(final.name + ".bak"))
         # mkstemp creates 0600 files; give outputs the usual permissions (0666 less the umask).
-        os.chmod(tmp_path, 0o666 & ~_current_umask())
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():
