@@ -1,0 +1,493 @@
+"""Exact z-buffer rasterizer for robot meshes: camera-frame pointmap, depth, mask, link id, RGB.
+
+What "exact" means here: a pixel shows a triangle iff the ray through the pixel centre (pixel
+centres at integer coordinates, OpenCV) hits the triangle, and the nearest hit wins, exactly like
+a ray caster. Lens distortion is handled exactly: every pixel's undistorted normalized ray
+(x/z, y/z) comes from ``CameraModel.pixel_rays`` (Newton inversion), and coverage is tested in
+that undistorted plane, where triangles stay straight. Depth is perspective-correct (1/z is
+affine in the undistorted plane), and ``pointmap = depth * (x/z, y/z, 1)`` for every pixel.
+
+Candidate pixels per triangle (a conservative pixel box; the exact test above decides):
+- fast path, all three vertices inside the field of view: box of the three distorted vertex
+  pixels widened by l^2 * M2 / 8 (the most a distorted edge of normalized length l can bulge,
+  M2 = bound of the distortion's second derivatives over the field of view, measured at
+  construction); used while that margin is <= ``SAG_TOL_PX``. Without distortion M2 = 0.
+- otherwise: the triangle's bounding rectangle in the undistorted plane, clipped to the field
+  of view, with its boundary sampled densely enough that the bulge between samples stays below
+  ``SAG_TOL_PX``, widened by that bound.
+Both are conservative as long as the distortion is one-to-one over the field of view, which the
+renderer checks at construction (ConfigError otherwise). Vertices that are bit-identical are
+merged at construction (unindexed meshes repeat them per face), which changes nothing drawn.
+
+Near plane: triangles are clipped against z = ``near`` (default 1 cm) in the camera frame
+(Sutherland-Hodgman, a clipped triangle becomes one or two triangles); nothing nearer than
+``near`` is drawn. Back faces are drawn (meshes need not be closed or consistently oriented).
+
+Parallelism: numba ``prange`` over workers; worker w owns the image rows whose band index
+(row // BAND_ROWS) is congruent to w modulo the number of workers, so no two threads ever write
+the same z-buffer entry (race-free without atomics) and interleaved bands balance the load.
+
+RGB: face colours on a black background; Lambert shading with a head light is optional and
+OFF by default (``shade=False``), so robot pixels carry the mesh material colours unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from kinema4d_core.camera import CameraModel
+from kinema4d_core.errors import ConfigError, InputError
+from kinema4d_core.mesh import LinkMesh
+
+BAND_ROWS = 4
+"""Rows per interleaved band (the unit of work per thread)."""
+
+SAG_TOL_PX = 0.05
+"""Largest allowed deviation (pixels) of a sampled distorted edge from the true curved edge."""
+
+_MAX_EDGE_SAMPLES = 4096
+
+
+@dataclass(frozen=True, eq=False)
+class RenderResult:
+    """One rendered frame, camera optical frame, metres.
+
+    pointmap: (H,W,3) float32 camera-frame XYZ of the visible robot surface (0 where none).
+    depth: (H,W) float32 planar z (0 where none).  mask: (H,W) bool robot pixels.
+    link_id: (H,W) int16 ``LinkMesh.link_index`` of the visible mesh (-1 where none).
+    rgb: (H,W,3) uint8 face colours on black, or None when the renderer has ``with_rgb=False``.
+    """
+
+    pointmap: np.ndarray
+    depth: np.ndarray
+    mask: np.ndarray
+    link_id: np.ndarray
+    rgb: np.ndarray | None = None
+
+
+# ----------------------------------------------------------------------------- numba kernels
+@njit(cache=True, inline="always")
+def _distort_px(x, y, d, fx, skew, cx, fy, cy):
+    r2 = x * x + y * y
+    r4 = r2 * r2
+    r6 = r4 * r2
+    radial = (1.0 + d[0] * r2 + d[1] * r4 + d[4] * r6) / (1.0 + d[5] * r2 + d[6] * r4 + d[7] * r6)
+    xd = x * radial + 2.0 * d[2] * x * y + d[3] * (r2 + 2.0 * x * x)
+    yd = y * radial + d[2] * (r2 + 2.0 * y * y) + 2.0 * d[3] * x * y
+    return fx * xd + skew * yd + cx, fy * yd + cy
+
+
+@njit(cache=True, parallel=True)
+def _transform_vertices(verts, vmesh, T, d, intr, box, near, out, vn, vpx):
+    """Camera-frame vertices ``out``; for vertices in front of the near plane ``vn`` = (x/z, y/z, 1/z);
+    vpx = distorted pixel (u, v) of those whose ray lies inside the field-of-view box (NaN otherwise,
+    meaning "not usable for the fast bounding box")."""
+    for i in prange(verts.shape[0]):
+        m = vmesh[i]
+        x, y, z = verts[i, 0], verts[i, 1], verts[i, 2]
+        for r in range(3):
+            out[i, r] = T[m, r, 0] * x + T[m, r, 1] * y + T[m, r, 2] * z + T[m, r, 3]
+        vpx[i, 0] = np.nan
+        vpx[i, 1] = np.nan
+        if out[i, 2] > near:
+            iz = 1.0 / out[i, 2]
+            xn = out[i, 0] * iz
+            yn = out[i, 1] * iz
+            vn[i, 0] = xn
+            vn[i, 1] = yn
+            vn[i, 2] = iz
+            if box[0] <= xn <= box[1] and box[2] <= yn <= box[3]:
+                u, v = _distort_px(xn, yn, d, intr[0], intr[1], intr[2], intr[3], intr[4])
+                vpx[i, 0] = u
+                vpx[i, 1] = v
+
+
+@njit(cache=True, inline="always")
+def _write_slot(params, bbox, slot, ua, ub, va, vb, a0, b0, c0, a1, b1, c1, a2, b2, c2, iz0, iz1, iz2):
+    """Store a visible raster triangle: barycentric coefficients, affine 1/z and pixel box."""
+    params[slot, 0] = a0
+    params[slot, 1] = b0
+    params[slot, 2] = c0
+    params[slot, 3] = a1
+    params[slot, 4] = b1
+    params[slot, 5] = c1
+    params[slot, 6] = a2
+    params[slot, 7] = b2
+    params[slot, 8] = c2
+    params[slot, 9] = a0 * iz0 + a1 * iz1 + a2 * iz2
+    params[slot, 10] = b0 * iz0 + b1 * iz1 + b2 * iz2
+    params[slot, 11] = c0 * iz0 + c1 * iz1 + c2 * iz2
+    bbox[slot, 0] = ua
+    bbox[slot, 1] = ub
+    bbox[slot, 2] = va
+    bbox[slot, 3] = vb
+
+
+@njit(cache=True, inline="always")
+def _setup_one(x0, y0, iz0, x1, y1, iz1, x2, y2, iz2, pu0, pv0, pu1, pv1, pu2, pv2, slot, params, bbox,
+               d, intr, box, m2, width, height):
+    """Coefficients and pixel bounding box of one triangle in front of the near plane.
+
+    x*, y*: undistorted normalized coordinates of the vertices, iz*: 1 / z (camera frame).
+    pu*, pv*: distorted pixels of the three vertices, or NaN when they cannot be used for the box.
+    """
+    fx, skew, cx, fy, cy = intr[0], intr[1], intr[2], intr[3], intr[4]
+    area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
+    if not (abs(area) > 1e-20):
+        return
+    inv = 1.0 / area
+    # barycentric b_i = A_i x + B_i y + C_i (edge functions divided by the signed area)
+    a0 = -(y2 - y1) * inv
+    b0 = (x2 - x1) * inv
+    c0 = ((y2 - y1) * x1 - (x2 - x1) * y1) * inv
+    a1 = -(y0 - y2) * inv
+    b1 = (x0 - x2) * inv
+    c1 = ((y0 - y2) * x2 - (x0 - x2) * y2) * inv
+    a2 = -(y1 - y0) * inv
+    b2 = (x1 - x0) * inv
+    c2 = ((y1 - y0) * x0 - (x1 - x0) * y0) * inv
+    if not np.isnan(pu0 + pv0 + pu1 + pv1 + pu2 + pv2):
+        # fast path: all vertices inside the field of view; the image of an edge of normalized
+        # length l deviates from its chord by at most l^2 * m2 / 8 pixels
+        l2 = max((x1 - x0) ** 2 + (y1 - y0) ** 2, max((x2 - x1) ** 2 + (y2 - y1) ** 2,
+                                                        (x0 - x2) ** 2 + (y0 - y2) ** 2))
+        margin = l2 * m2 / 8.0 + 1e-7
+        if margin <= SAG_TOL_PX:
+            ua = max(int(np.ceil(min(pu0, min(pu1, pu2)) - margin)), 0)
+            ub = min(int(np.floor(max(pu0, max(pu1, pu2)) + margin)), width - 1)
+            va = max(int(np.ceil(min(pv0, min(pv1, pv2)) - margin)), 0)
+            vb = min(int(np.floor(max(pv0, max(pv1, pv2)) + margin)), height - 1)
+            if ua <= ub and va <= vb:
+                _write_slot(params, bbox, slot, ua, ub, va, vb, a0, b0, c0, a1, b1, c1, a2, b2, c2, iz0, iz1, iz2)
+            return
+    # general path: undistorted bounding rectangle, clipped to the field of view box
+    rx0 = max(min(x0, min(x1, x2)), box[0])
+    rx1 = min(max(x0, max(x1, x2)), box[1])
+    ry0 = max(min(y0, min(y1, y2)), box[2])
+    ry1 = min(max(y0, max(y1, y2)), box[3])
+    if rx0 > rx1 or ry0 > ry1:
+        return
+    umin = 1e300
+    umax = -1e300
+    vmin = 1e300
+    vmax = -1e300
+    margin = 1e-7
+    if m2 == 0.0:
+        # pinhole: affine map, the rectangle's corners bound it exactly
+        for k in range(4):
+            xx = rx0 if (k & 1) == 0 else rx1
+            yy = ry0 if (k & 2) == 0 else ry1
+            u = fx * xx + skew * yy + cx
+            v = fy * yy + cy
+            umin = min(umin, u)
+            umax = max(umax, u)
+            vmin = min(vmin, v)
+            vmax = max(vmax, v)
+    else:
+        step = np.sqrt(8.0 * SAG_TOL_PX / m2)
+        nx = min(max(int(np.ceil((rx1 - rx0) / step)), 1), _MAX_EDGE_SAMPLES)
+        ny = min(max(int(np.ceil((ry1 - ry0) / step)), 1), _MAX_EDGE_SAMPLES)
+        sx = (rx1 - rx0) / nx
+        sy = (ry1 - ry0) / ny
+        margin = m2 * max(sx * sx, sy * sy) / 8.0 + 1e-7
+        for i in range(nx + 1):
+            xx = rx0 + i * sx
+            for yy in (ry0, ry1):
+                u, v = _distort_px(xx, yy, d, fx, skew, cx, fy, cy)
+                umin = min(umin, u)
+                umax = max(umax, u)
+                vmin = min(vmin, v)
+                vmax = max(vmax, v)
+        for j in range(1, ny):
+            yy = ry0 + j * sy
+            for xx in (rx0, rx1):
+                u, v = _distort_px(xx, yy, d, fx, skew, cx, fy, cy)
+                umin = min(umin, u)
+                umax = max(umax, u)
+                vmin = min(vmin, v)
+                vmax = max(vmax, v)
+    ua = max(int(np.ceil(umin - margin)), 0)
+    ub = min(int(np.floor(umax + margin)), width - 1)
+    va = max(int(np.ceil(vmin - margin)), 0)
+    vb = min(int(np.floor(vmax + margin)), height - 1)
+    if ua > ub or va > vb:
+        return
+    _write_slot(params, bbox, slot, ua, ub, va, vb, a0, b0, c0, a1, b1, c1, a2, b2, c2, iz0, iz1, iz2)
+
+
+@njit(cache=True, parallel=True)
+def _setup_triangles(vc, vn, vpx, faces, d, intr, box, m2, near, width, height, params, bbox):
+    """Per face f: clip against z = near, then up to two raster triangles in slots f and F + f.
+
+    Returns the number of faces that needed a second slot (0: slots F.. are all empty).
+    """
+    nf = faces.shape[0]
+    n_second = 0
+    for f in prange(nf):
+        bbox[f, 0] = 1
+        bbox[f, 1] = 0
+        bbox[nf + f, 0] = 1
+        bbox[nf + f, 1] = 0
+        i0, i1, i2 = faces[f, 0], faces[f, 1], faces[f, 2]
+        n_in = int(vc[i0, 2] > near) + int(vc[i1, 2] > near) + int(vc[i2, 2] > near)
+        if n_in == 0:
+            continue
+        if n_in == 3:
+            _setup_one(vn[i0, 0], vn[i0, 1], vn[i0, 2], vn[i1, 0], vn[i1, 1], vn[i1, 2],
+                       vn[i2, 0], vn[i2, 1], vn[i2, 2],
+                       vpx[i0, 0], vpx[i0, 1], vpx[i1, 0], vpx[i1, 1], vpx[i2, 0], vpx[i2, 1], f, params, bbox, d, intr, box, m2, width, height)
+            continue
+        # crosses the near plane: clip (rare, so small allocations are fine here)
+        poly = np.empty((4, 3))
+        n = 0
+        for k in range(3):
+            ia = faces[f, k]
+            ib = faces[f, (k + 1) % 3]
+            a_in = vc[ia, 2] > near
+            b_in = vc[ib, 2] > near
+            if a_in:
+                for c in range(3):
+                    poly[n, c] = vc[ia, c]
+                n += 1
+            if a_in != b_in:
+                t = (near - vc[ia, 2]) / (vc[ib, 2] - vc[ia, 2])
+                for c in range(3):
+                    poly[n, c] = vc[ia, c] + t * (vc[ib, c] - vc[ia, c])
+                poly[n, 2] = near
+                n += 1
+        nan = np.nan
+        if n == 4:
+            n_second += 1
+        for s in range(n - 2):
+            _setup_one(poly[0, 0] / poly[0, 2], poly[0, 1] / poly[0, 2], 1.0 / poly[0, 2],
+                       poly[s + 1, 0] / poly[s + 1, 2], poly[s + 1, 1] / poly[s + 1, 2], 1.0 / poly[s + 1, 2],
+                       poly[s + 2, 0] / poly[s + 2, 2], poly[s + 2, 1] / poly[s + 2, 2], 1.0 / poly[s + 2, 2], nan, nan, nan, nan, nan, nan, f + s * nf, params, bbox, d, intr,
+                       box, m2, width, height)
+    return n_second
+
+
+@njit(cache=True, parallel=True)
+def _raster(params, bbox, n_slots, rays, near, n_workers, zbuf, ibuf):
+    """Z-buffer pass over slots [0, n_slots); worker w writes only rows with
+    (row // BAND_ROWS) % n_workers == w. Slot s draws face s mod F."""
+    nf = params.shape[0] // 2
+    for w in prange(n_workers):
+        for s in range(n_slots):
+            ua = bbox[s, 0]
+            ub = bbox[s, 1]
+            if ua > ub:
+                continue
+            va = bbox[s, 2]
+            vb = bbox[s, 3]
+            a0 = params[s, 0]
+            b0 = params[s, 1]
+            c0 = params[s, 2]
+            a1 = params[s, 3]
+            b1 = params[s, 4]
+            c1 = params[s, 5]
+            a2 = params[s, 6]
+            b2 = params[s, 7]
+            c2 = params[s, 8]
+            az = params[s, 9]
+            bz = params[s, 10]
+            cz = params[s, 11]
+            face = s % nf
+            for v in range(va, vb + 1):
+                if (v // BAND_ROWS) % n_workers != w:
+                    continue
+                for u in range(ua, ub + 1):
+                    x = rays[v, u, 0]
+                    y = rays[v, u, 1]
+                    if a0 * x + b0 * y + c0 < 0.0:
+                        continue
+                    if a1 * x + b1 * y + c1 < 0.0:
+                        continue
+                    if a2 * x + b2 * y + c2 < 0.0:
+                        continue
+                    iz = az * x + bz * y + cz
+                    if iz <= 0.0:
+                        continue
+                    z = 1.0 / iz
+                    if z < near:
+                        continue
+                    if z < zbuf[v, u]:
+                        zbuf[v, u] = z
+                        ibuf[v, u] = face
+
+
+@njit(cache=True, parallel=True)
+def _resolve(zbuf, ibuf, rays, face_link, face_rgb, face_shade, with_rgb, pointmap, depth, mask, link_id, rgb):
+    """Turn the z-buffer into pointmap / depth / mask / link id / RGB images."""
+    for v in prange(zbuf.shape[0]):
+        for u in range(zbuf.shape[1]):
+            f = ibuf[v, u]
+            if f < 0:
+                link_id[v, u] = -1
+                continue
+            z = zbuf[v, u]
+            pointmap[v, u, 0] = z * rays[v, u, 0]
+            pointmap[v, u, 1] = z * rays[v, u, 1]
+            pointmap[v, u, 2] = z
+            depth[v, u] = z
+            mask[v, u] = True
+            link_id[v, u] = face_link[f]
+            if with_rgb:
+                s = face_shade[f]
+                for c in range(3):
+                    rgb[v, u, c] = np.uint8(min(255.0, face_rgb[f, c] * s + 0.5))
+
+
+@njit(cache=True, parallel=True)
+def _headlight_shade(vc, faces, out):
+    """Lambert factor 0.25 + 0.75 |cos| between the face normal and the view ray to its centroid."""
+    for f in prange(faces.shape[0]):
+        i, j, k = faces[f, 0], faces[f, 1], faces[f, 2]
+        e1x = vc[j, 0] - vc[i, 0]
+        e1y = vc[j, 1] - vc[i, 1]
+        e1z = vc[j, 2] - vc[i, 2]
+        e2x = vc[k, 0] - vc[i, 0]
+        e2y = vc[k, 1] - vc[i, 1]
+        e2z = vc[k, 2] - vc[i, 2]
+        nx = e1y * e2z - e1z * e2y
+        ny = e1z * e2x - e1x * e2z
+        nz = e1x * e2y - e1y * e2x
+        cx = (vc[i, 0] + vc[j, 0] + vc[k, 0]) / 3.0
+        cy = (vc[i, 1] + vc[j, 1] + vc[k, 1]) / 3.0
+        cz = (vc[i, 2] + vc[j, 2] + vc[k, 2]) / 3.0
+        nn = np.sqrt(nx * nx + ny * ny + nz * nz) * np.sqrt(cx * cx + cy * cy + cz * cz)
+        cosv = abs(nx * cx + ny * cy + nz * cz) / nn if nn > 0 else 1.0
+        out[f] = 0.25 + 0.75 * cosv
+
+
+# ----------------------------------------------------------------------------- camera analysis
+def _fov_box(camera: CameraModel, rays: np.ndarray) -> np.ndarray:
+    """Undistorted-plane rectangle holding every pixel ray, widened by 2 pixels."""
+    mx, my = 2.0 / camera.K[0, 0], 2.0 / camera.K[1, 1]
+    return np.array([rays[..., 0].min() - mx, rays[..., 0].max() + mx,
+                     rays[..., 1].min() - my, rays[..., 1].max() + my])
+
+
+def _distortion_curvature(camera: CameraModel, box: np.ndarray, n: int = 96) -> float:
+    """Bound (pixels per normalized unit^2) of the distortion map's second derivatives over ``box``.
+
+    Also checks that the map is one-to-one there (positive Jacobian determinant).
+    """
+    if not camera.has_distortion:
+        return 0.0
+    xs = np.linspace(box[0], box[1], n)
+    ys = np.linspace(box[2], box[3], n)
+    h = 1e-4 * max(box[1] - box[0], box[3] - box[2])
+    X, Y = np.meshgrid(xs, ys)
+
+    def f(dx: float, dy: float) -> np.ndarray:
+        return np.stack(camera.project_normalized(X + dx, Y + dy))
+
+    f0 = f(0, 0)
+    fxp, fxm, fyp, fym = f(h, 0), f(-h, 0), f(0, h), f(0, -h)
+    jx, jy = (fxp - fxm) / (2 * h), (fyp - fym) / (2 * h)
+    det = jx[0] * jy[1] - jx[1] * jy[0]
+    if not np.all(det > 0):
+        raise ConfigError("the distortion folds over inside the field of view (not one-to-one)",
+                          field="distortion_coefficients",
+                          fix="check the calibration; coefficients this strong are not supported")
+    hxx = (fxp - 2 * f0 + fxm) / h ** 2
+    hyy = (fyp - 2 * f0 + fym) / h ** 2
+    hxy = (f(h, h) - f(h, -h) - f(-h, h) + f(-h, -h)) / (4 * h ** 2)
+    frob = np.sqrt(hxx ** 2 + hyy ** 2 + 2 * hxy ** 2)   # (2, n, n): per output coordinate
+    return float(frob.max()) * 2.0 + 1e-9                # factor 2: safety for the grid sampling
+
+
+def _shared_vertices(mesh: LinkMesh) -> tuple[np.ndarray, np.ndarray]:
+    """(vertices, faces) with bit-identical vertices merged (meshes loaded unindexed repeat them per face).
+
+    Exact: only identical coordinates are merged, so the rendered surface is unchanged; it only
+    saves per-frame vertex transforms. Unreferenced vertices are dropped.
+    """
+    used = mesh.vertices[mesh.faces.ravel()]
+    uniq, inverse = np.unique(used, axis=0, return_inverse=True)
+    return uniq, inverse.reshape(-1, 3).astype(np.int32)
+
+
+# ----------------------------------------------------------------------------- renderer
+class RobotRenderer:
+    """Render robot link meshes into a calibrated camera (see module docstring for exactness).
+
+    meshes: the meshes to draw; ``render`` takes one pose per mesh.
+    with_rgb: also produce the robot RGB image (face colours, black background).
+    shade: Lambert head-light shading of the RGB image (off by default).
+    near: near clipping plane, metres along the optical axis.
+    """
+
+    def __init__(self, camera: CameraModel, meshes: Sequence[LinkMesh], *, with_rgb: bool = False,
+                 shade: bool = False, near: float = 0.01, warm_up: bool = True):
+        if len(meshes) == 0:
+            raise InputError("no meshes to render", field="meshes", fix="pass the robot's LinkMesh list")
+        if not near > 0:
+            raise InputError(f"must be > 0, got {near}", field="near", fix="use a small positive distance (m)")
+        self.camera = camera
+        self.meshes = tuple(meshes)
+        self.with_rgb = bool(with_rgb)
+        self.shade = bool(shade)
+        self.near = float(near)
+        verts, faces = zip(*(_shared_vertices(m) for m in self.meshes))
+        offsets = np.cumsum([0] + [v.shape[0] for v in verts])
+        self._verts = np.concatenate(verts).astype(np.float64)
+        self._vmesh = np.concatenate([np.full(v.shape[0], i, np.int32) for i, v in enumerate(verts)])
+        self._faces = np.concatenate([f + offsets[i] for i, f in enumerate(faces)]).astype(np.int32)
+        self._face_link = np.concatenate([np.full(m.n_faces, m.link_index, np.int16) for m in self.meshes])
+        self._face_rgb = np.concatenate([m.face_colors for m in self.meshes]).astype(np.float64)
+        self._rays = np.ascontiguousarray(camera.pixel_rays())
+        self._box = _fov_box(camera, self._rays)
+        self._m2 = _distortion_curvature(camera, self._box)
+        K = camera.K
+        self._intr = np.array([K[0, 0], K[0, 1], K[0, 2], K[1, 1], K[1, 2]])
+        self._d8 = np.ascontiguousarray(camera.d8)
+        n_faces = self._faces.shape[0]
+        self._vc = np.empty((self._verts.shape[0], 3))
+        self._vn = np.empty((self._verts.shape[0], 3))
+        self._vpx = np.empty((self._verts.shape[0], 2))
+        self._params = np.zeros((2 * n_faces, 12))
+        self._bbox = np.zeros((2 * n_faces, 4), np.int32)
+        self._shade = np.ones(n_faces)
+        if warm_up:
+            self.render(np.tile(np.eye(4), (len(self.meshes), 1, 1)))
+
+    @property
+    def n_faces(self) -> int:
+        return int(self._faces.shape[0])
+
+    def render(self, T_camera_mesh: np.ndarray) -> RenderResult:
+        """Render one frame; ``T_camera_mesh`` (M,4,4) maps each mesh's frame into the camera."""
+        T = np.ascontiguousarray(T_camera_mesh, dtype=np.float64)
+        if T.shape != (len(self.meshes), 4, 4) or not np.all(np.isfinite(T)):
+            raise InputError(f"must be finite ({len(self.meshes)},4,4), got {T.shape}", field="T_camera_mesh",
+                             fix="give one camera-from-mesh transform per mesh, in mesh order")
+        H, W = self.camera.height, self.camera.width
+        _transform_vertices(self._verts, self._vmesh, T, self._d8, self._intr, self._box, self.near,
+                            self._vc, self._vn, self._vpx)
+        n_second = _setup_triangles(self._vc, self._vn, self._vpx, self._faces, self._d8, self._intr, self._box, self._m2,
+                                    self.near, W, H, self._params, self._bbox)
+        n_slots = 2 * self.n_faces if n_second else self.n_faces
+        zbuf = np.full((H, W), np.inf)
+        ibuf = np.full((H, W), -1, np.int32)
+        _raster(self._params, self._bbox, n_slots, self._rays, self.near, numba.get_num_threads(), zbuf, ibuf)
+        if self.with_rgb and self.shade:
+            _headlight_shade(self._vc, self._faces, self._shade)
+        pointmap = np.zeros((H, W, 3), np.float32)
+        depth = np.zeros((H, W), np.float32)
+        mask = np.zeros((H, W), np.bool_)
+        link_id = np.empty((H, W), np.int16)
+        rgb = np.zeros((H, W, 3), np.uint8) if self.with_rgb else np.zeros((1, 1, 3), np.uint8)
+        _resolve(zbuf, ibuf, self._rays, self._face_link, self._face_rgb, self._shade, self.with_rgb,
+                 pointmap, depth, mask, link_id, rgb)
+        return RenderResult(pointmap=pointmap, depth=depth, mask=mask, link_id=link_id,
+                            rgb=rgb if self.with_rgb else None)
+
+    def render_base(self, T_base_mesh: np.ndarray) -> RenderResult:
+        """Render from base-frame mesh poses (M,4,4), e.g. ``RobotModel.mesh_poses(q)``."""
+        return self.render(self.camera.T_camera_base @ np.asarray(T_base_mesh, dtype=np.float64))
