@@ -1,0 +1,119 @@
+"""``kinema4d simulate``: first world image + projected robot condition -> 4D rollout folder.
+
+Checks every argument (folders, frame count, sizes, CUDA) before loading any weights; errors exit
+with status 2 and write nothing. Output: see kinema4d_core.rollout (rollout.npz, videos, PLYs).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from kinema4d_core.errors import InputError
+
+DTYPE_CHOICES = {"bf16": "bf16", "fp32": "fp32"}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("simulate", help="generate a 4D rollout (RGB + metric pointmap) for a robot trajectory",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--first-frame", type=Path, required=True, metavar="IMG", help="current camera image (png/jpg)")
+    p.add_argument("--robot", type=Path, required=True, metavar="DIR", help="output folder of `kinema4d project`")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="rollout output folder")
+    p.add_argument("--backend", choices=("kinema4d", "static-scene"), default="kinema4d",
+                   help="kinema4d (needs --base/--checkpoint) or the static-scene BASELINE (no dynamics)")
+    p.add_argument("--base", type=Path, metavar="WAN_DIR", help="Wan2.1-I2V-14B-480P-Diffusers folder")
+    p.add_argument("--checkpoint", type=Path, metavar="CKPT_DIR",
+                   help="Kinema4D folder (kinema4d_ckpt / kinema4d_pmcond_ckpt, or their parent)")
+    p.add_argument("--variant", choices=("rgb-pm", "pm"), default="rgb-pm",
+                   help="robot condition: rgb-pm (robot RGB + pointmap) or pm (pointmap only, real robots)")
+    p.add_argument("--steps", type=int, default=50, help="denoising steps (default 50)")
+    p.add_argument("--guidance", type=float, default=5.0, help="guidance scale (default 5.0)")
+    p.add_argument("--guidance-mode", choices=("faithful", "single"), default="faithful",
+                   help="faithful: released numerics (2 passes, batched); single: one pass, half the compute")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--device", default="cuda", help="cuda (default) or cpu (tiny preset)")
+    p.add_argument("--offload", choices=("none", "model", "group"), default="none",
+                   help="CPU offload: model (whole components) or group (transformer block by block)")
+    p.add_argument("--dtype", choices=tuple(DTYPE_CHOICES), default="bf16", help="transformer dtype")
+    p.add_argument("--first-depth", type=Path, metavar="NPY",
+                   help="static-scene only: (H, W) float depth in metres for the first frame")
+    p.add_argument("--vae-tiling", action="store_true", help="decode/encode the VAE in tiles (less memory)")
+    p.add_argument("--no-points", action="store_true", help="skip the per-frame PLY export")
+    p.set_defaults(func=run)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 from an image file; InputError when missing or unreadable."""
+    import imageio.v3 as iio
+
+    if not path.is_file():
+        raise InputError(f"{path} does not exist", field="--first-frame")
+    try:
+        image = np.asarray(iio.imread(path))
+    except Exception as exc:  # imageio raises many types for bad files
+        raise InputError(f"{path} is not a readable image ({exc})", field="--first-frame") from exc
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise InputError(f"expected an RGB image, got shape {image.shape}", field="--first-frame")
+    if image.dtype != np.uint8:
+        raise InputError(f"expected 8-bit colour, got {image.dtype}", field="--first-frame")
+    return np.ascontiguousarray(image[..., :3])
+
+
+def run(args: argparse.Namespace) -> int:
+    from kinema4d_core.backends import GenerationRequest, check_request, make_backend
+    from kinema4d_core.projection import load_robot_condition
+    from kinema4d_core.rollout import save_rollout
+
+    if args.steps < 1:
+        raise InputError(f"must be >= 1, got {args.steps}", field="--steps")
+    image = read_image(args.first_frame)
+    if not args.robot.is_dir():
+        raise InputError(f"{args.robot} does not exist", field="--robot", fix="run `kinema4d project` first")
+    robot = load_robot_condition(args.robot)
+    depth = None
+    if args.first_depth is not None:
+        if args.backend != "static-scene":
+            raise InputError("only the static-scene baseline uses a depth image", field="--first-depth")
+        depth = np.load(args.first_depth).astype(np.float32)
+    request = GenerationRequest(first_frame=image, robot=robot, first_depth=depth, seed=args.seed, steps=args.steps,
+                                guidance=args.guidance, guidance_mode=args.guidance_mode)
+    if args.backend == "static-scene":
+        backend = make_backend("static-scene")
+        check_request(request)
+    else:
+        backend = make_backend("kinema4d", base=args.base, checkpoint=args.checkpoint, variant=args.variant,
+                               device=args.device, dtype=DTYPE_CHOICES[args.dtype], offload=args.offload,
+                               vae_tiling=args.vae_tiling)
+        check_request(request, num_frames=backend.num_frames, size=backend.size)   # before any weights load
+    rollout = generate_with_progress(backend, request)
+    save_rollout(rollout, args.out, points=not args.no_points)
+    residual = rollout.metric_fit_residual
+    print(f"rollout written to {args.out} ({len(rollout.rgb)} frames, backend {rollout.metadata['backend']}, "
+          f"median metric fit residual {float(np.nanmedian(residual)) if np.isfinite(residual).any() else float('nan'):.4f} m)")
+    return 0
+
+
+def generate_with_progress(backend, request):
+    """Run the backend with a tqdm bar over denoising steps."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def progress(stage: str, step: int, total: int) -> None:
+        nonlocal bar
+        if stage not in ("denoise", "composite"):
+            return
+        if bar is None:
+            bar = tqdm(total=total, desc=stage, unit="step")
+        bar.update(step - bar.n)
+
+    try:
+        return backend.generate(request, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()

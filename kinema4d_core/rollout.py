@@ -1,0 +1,120 @@
+"""A generated rollout and its on-disk form.
+
+Folder layout (written all-or-nothing through io.StagedOutput):
+  rollout.npz        rgb (T,H,W,3) uint8; pointmap_normalized (T,H,W,3) float32 in [0,1];
+                     pointmap (T,H,W,3) float32 metres in the camera optical frame (NaN = unknown);
+                     metric_fit_residual (T,) float32 metres; K (3,3); T_base_camera (4,4);
+                     metadata_json: 1-element string array holding the metadata dict as JSON.
+  rgb.mp4            the RGB video
+  pointmap.mp4       pointmap_normalized as pseudo-RGB (x->R, y->G, z->B)
+  side_by_side.mp4   [rgb | pointmap] per frame
+  points/frame_000.ply ...  binary little-endian PLY per frame: float xyz (metres, camera frame)
+                     + uchar rgb, finite points with z > 0 only
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kinema4d_core.errors import InputError
+from kinema4d_core.io import StagedOutput, write_mp4
+
+FPS = 12.0
+
+
+@dataclass
+class Rollout:
+    rgb: np.ndarray                    # (T, H, W, 3) uint8
+    pointmap_normalized: np.ndarray    # (T, H, W, 3) float32 in [0, 1]
+    pointmap: np.ndarray               # (T, H, W, 3) float32 metres, camera optical frame
+    metric_fit_residual: np.ndarray    # (T,) float32 metres
+    K: np.ndarray                      # (3, 3)
+    T_base_camera: np.ndarray          # (4, 4)
+    metadata: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        t, h, w = self.rgb.shape[:3]
+        checks = {
+            "rgb": (self.rgb.shape == (t, h, w, 3) and self.rgb.dtype == np.uint8, "(T,H,W,3) uint8"),
+            "pointmap_normalized": (self.pointmap_normalized.shape == (t, h, w, 3), f"({t},{h},{w},3)"),
+            "pointmap": (self.pointmap.shape == (t, h, w, 3), f"({t},{h},{w},3)"),
+            "metric_fit_residual": (np.shape(self.metric_fit_residual) == (t,), f"({t},)"),
+            "K": (np.shape(self.K) == (3, 3), "(3,3)"),
+            "T_base_camera": (np.shape(self.T_base_camera) == (4, 4), "(4,4)"),
+        }
+        for name, (ok, expected) in checks.items():
+            if not ok:
+                raise InputError(f"has shape {np.shape(getattr(self, name))}, expected {expected}", field=name)
+
+
+def pointmap_to_rgb8(pointmap01: np.ndarray) -> np.ndarray:
+    """(…, 3) in [0, 1] -> uint8 pseudo-RGB (NaN -> 0)."""
+    return (np.clip(np.nan_to_num(pointmap01, nan=0.0), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def write_ply(path: str | Path, xyz: np.ndarray, rgb: np.ndarray) -> None:
+    """Binary little-endian PLY: N vertices with float x,y,z and uchar red,green,blue."""
+    n = len(xyz)
+    vertex = np.empty(n, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
+                                ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+    for i, axis in enumerate("xyz"):
+        vertex[axis] = xyz[:, i]
+    for i, ch in enumerate(("red", "green", "blue")):
+        vertex[ch] = rgb[:, i]
+    header = ("ply\nformat binary_little_endian 1.0\n"
+              f"element vertex {n}\n"
+              "property float x\nproperty float y\nproperty float z\n"
+              "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n")
+    with open(path, "wb") as fh:
+        fh.write(header.encode("ascii"))
+        fh.write(vertex.tobytes())
+
+
+def read_ply(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a PLY written by :func:`write_ply` -> xyz (N,3) float32, rgb (N,3) uint8."""
+    data = Path(path).read_bytes()
+    end = data.index(b"end_header\n") + len(b"end_header\n")
+    n = int(next(line.split()[2] for line in data[:end].decode("ascii").splitlines()
+                 if line.startswith("element vertex")))
+    vertex = np.frombuffer(data[end:], dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
+                                              ("red", "u1"), ("green", "u1"), ("blue", "u1")], count=n)
+    xyz = np.stack([vertex["x"], vertex["y"], vertex["z"]], axis=1)
+    rgb = np.stack([vertex["red"], vertex["green"], vertex["blue"]], axis=1)
+    return xyz, rgb
+
+
+def save_rollout(rollout: Rollout, out_dir: str | Path, *, points: bool = True) -> None:
+    """Write the folder layout above into ``out_dir`` (nothing is changed there on failure)."""
+    rollout.validate()
+    pm_rgb = pointmap_to_rgb8(rollout.pointmap_normalized)
+    with StagedOutput(out_dir) as staged:
+        with open(staged.path("rollout.npz"), "wb") as fh:
+            np.savez_compressed(
+                fh, rgb=rollout.rgb, pointmap_normalized=rollout.pointmap_normalized.astype(np.float32),
+                pointmap=rollout.pointmap.astype(np.float32),
+                metric_fit_residual=np.asarray(rollout.metric_fit_residual, dtype=np.float32),
+                K=np.asarray(rollout.K, dtype=np.float64), T_base_camera=np.asarray(rollout.T_base_camera, np.float64),
+                metadata_json=np.array([json.dumps(rollout.metadata, sort_keys=True, default=str)]))
+        write_mp4(staged.path("rgb.mp4"), rollout.rgb, fps=FPS)
+        write_mp4(staged.path("pointmap.mp4"), pm_rgb, fps=FPS)
+        write_mp4(staged.path("side_by_side.mp4"), np.concatenate([rollout.rgb, pm_rgb], axis=2), fps=FPS)
+        if points:
+            for t in range(len(rollout.rgb)):
+                xyz = rollout.pointmap[t].reshape(-1, 3)
+                keep = np.isfinite(xyz).all(1) & (xyz[:, 2] > 0)
+                write_ply(staged.path(f"points/frame_{t:03d}.ply"), xyz[keep], rollout.rgb[t].reshape(-1, 3)[keep])
+
+
+def load_rollout(out_dir: str | Path) -> Rollout:
+    """Read ``out_dir/rollout.npz`` back into a Rollout."""
+    path = Path(out_dir) / "rollout.npz"
+    if not path.is_file():
+        raise InputError(f"{path} does not exist", field="rollout", fix="pass a folder written by `kinema4d simulate`")
+    with np.load(path, allow_pickle=False) as data:
+        return Rollout(rgb=data["rgb"], pointmap_normalized=data["pointmap_normalized"], pointmap=data["pointmap"],
+                       metric_fit_residual=data["metric_fit_residual"], K=data["K"],
+                       T_base_camera=data["T_base_camera"], metadata=json.loads(str(data["metadata_json"][0])))
