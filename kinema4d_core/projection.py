@@ -24,7 +24,7 @@ import numpy as np
 from kinema4d_core.camera import CameraModel
 from kinema4d_core.conditioning import Normalization, normalize_pointmap, pointmap_to_rgb
 from kinema4d_core.errors import InputError
-from kinema4d_core.io import StagedOutput, write_mp4
+from kinema4d_core.io import StagedOutput, write_mp4, write_npz
 from kinema4d_core.mesh import LinkMesh
 from kinema4d_core.render import RobotRenderer
 
@@ -123,13 +123,12 @@ def project_trajectory(robot, camera: CameraModel, traj, *, n_frames: int = 49, 
 def save_robot_condition(cond: RobotCondition, out_dir: str | os.PathLike) -> None:
     """Write robot_pointmap.npz, mask_pointmap.mp4 and mask_video.mp4 into ``out_dir`` (all or nothing)."""
     with StagedOutput(out_dir) as st:
-        with open(st.path(CONDITION_FILE), "wb") as fh:
-            np.savez_compressed(
-                fh, pointmap=cond.pointmap, depth=cond.depth, mask=cond.mask, link_id=cond.link_id, rgb=cond.rgb,
-                joint_positions=np.asarray(cond.joint_positions, np.float64),
-                joint_names=np.array(cond.joint_names, dtype=np.str_), K=np.asarray(cond.K, np.float64),
-                T_base_camera=np.asarray(cond.T_base_camera, np.float64),
-                norm_low=cond.normalization.low, norm_high=cond.normalization.high)
+        write_npz(st.path(CONDITION_FILE), dict(
+            pointmap=cond.pointmap, depth=cond.depth, mask=cond.mask, link_id=cond.link_id, rgb=cond.rgb,
+            joint_positions=np.asarray(cond.joint_positions, np.float64),
+            joint_names=np.array(cond.joint_names, dtype=np.str_), K=np.asarray(cond.K, np.float64),
+            T_base_camera=np.asarray(cond.T_base_camera, np.float64),
+            norm_low=cond.normalization.low, norm_high=cond.normalization.high))
         write_mp4(st.path(POINTMAP_VIDEO), pointmap_to_rgb(cond.normalized_pointmap()), fps=VIDEO_FPS)
         write_mp4(st.path(RGB_VIDEO), cond.rgb, fps=VIDEO_FPS)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from kinema4d_core.errors import InputError
-from kinema4d_core.io import StagedOutput, write_mp4
+from kinema4d_core.io import StagedOutput, write_mp4, write_npz
 
 FPS = 12.0
 
@@ -92,13 +92,12 @@ def save_rollout(rollout: Rollout, out_dir: str | Path, *, points: bool = True) 
     rollout.validate()
     pm_rgb = pointmap_to_rgb8(rollout.pointmap_normalized)
     with StagedOutput(out_dir) as staged:
-        with open(staged.path("rollout.npz"), "wb") as fh:
-            np.savez_compressed(
-                fh, rgb=rollout.rgb, pointmap_normalized=rollout.pointmap_normalized.astype(np.float32),
-                pointmap=rollout.pointmap.astype(np.float32),
-                metric_fit_residual=np.asarray(rollout.metric_fit_residual, dtype=np.float32),
-                K=np.asarray(rollout.K, dtype=np.float64), T_base_camera=np.asarray(rollout.T_base_camera, np.float64),
-                metadata_json=np.array([json.dumps(rollout.metadata, sort_keys=True, default=str)]))
+        write_npz(staged.path("rollout.npz"), dict(
+            rgb=rollout.rgb, pointmap_normalized=rollout.pointmap_normalized.astype(np.float32),
+            pointmap=rollout.pointmap.astype(np.float32),
+            metric_fit_residual=np.asarray(rollout.metric_fit_residual, dtype=np.float32),
+            K=np.asarray(rollout.K, dtype=np.float64), T_base_camera=np.asarray(rollout.T_base_camera, np.float64),
+            metadata_json=np.array([json.dumps(rollout.metadata, sort_keys=True, default=str)])))
         write_mp4(staged.path("rgb.mp4"), rollout.rgb, fps=FPS)
         write_mp4(staged.path("pointmap.mp4"), pm_rgb, fps=FPS)
         write_mp4(staged.path("side_by_side.mp4"), np.concatenate([rollout.rgb, pm_rgb], axis=2), fps=FPS)
