@@ -1,0 +1,202 @@
+"""The ONE description of the kinema4d node graph, per mode (sim | real | replay), as plain data.
+
+Used by both ``launch/*.launch.py`` (launch_ros, on a full ROS 2 install) and the bring-up
+runner ``kinema4d-ros bringup`` (separate processes with a loopback-only environment), so the
+two can never disagree. Nothing here imports launch or rclpy.
+
+- ``ARGUMENTS``: every bring-up argument (name, default, description, modes it applies to).
+- ``nodes_for(mode, args)``: the nodes of a mode as ``NodeSpec`` (executable, node name,
+  parameter file, parameter overrides, remappings), from string-valued arguments.
+- ``config_dir()`` / ``repo_root()``: where the parameter files, RViz config and calibration live.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from kinema4d_core.errors import ConfigError
+
+MODES = ("sim", "real", "replay")
+PACKAGE = "kinema4d_ros"
+
+
+@dataclass(frozen=True)
+class Argument:
+    name: str
+    default: str
+    description: str
+    modes: tuple[str, ...] = MODES
+
+
+ARGUMENTS: tuple[Argument, ...] = (
+    Argument("robot", "panda", "Robot config name (urdf/<name>.yaml) or robot yaml path."),
+    Argument("calibration", "", "Camera calibration yaml (empty: calibration/sim_camera.yaml for sim)."),
+    Argument("backend", "static-scene", "Generation backend: kinema4d | kinema4d-tiny | static-scene."),
+    Argument("base_path", "", "Wan2.1 I2V base folder (backend kinema4d)."),
+    Argument("checkpoint_path", "", "Kinema4D checkpoint folder (backend kinema4d)."),
+    Argument("variant", "", "Checkpoint variant rgb-pm | pm (empty: backend default)."),
+    Argument("device", "", "cuda | cuda:N | cpu (empty: backend default)."),
+    Argument("dtype", "", "bf16 | fp32 (empty: backend default)."),
+    Argument("output_root", "runs", "Folder receiving one run folder per simulation."),
+    Argument("use_sim_time", "false", "Use /clock (true for replay; optional for sim)."),
+    Argument("rviz", "false", "Start RViz2 with config/kinema4d.rviz (launch files only)."),
+    Argument("task", "push", "Scripted sim task: push | pick_place.", ("sim",)),
+    Argument("seed", "0", "Seed of the first sim episode.", ("sim",)),
+    Argument("bag", "", "rosbag2 folder or .mcap/.db3 file to replay.", ("replay",)),
+    Argument("rate", "1.0", "Replay speed factor.", ("replay",)),
+    Argument("loop", "false", "Replay in a loop.", ("replay",)),
+    Argument("joint_states_topic", "joint_states", "Robot joint states topic (real).", ("real",)),
+    Argument("image_topic", "camera/image_raw", "Camera RGB topic (real).", ("real",)),
+    Argument("depth_topic", "camera/depth/image_raw", "Camera depth topic (real; optional).", ("real",)),
+    Argument("camera_info_topic", "camera/camera_info", "CameraInfo topic (real).", ("real",)),
+)
+ARGUMENT_NAMES = tuple(a.name for a in ARGUMENTS)
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node: ``executable`` of package kinema4d_ros started as node ``name``."""
+
+    name: str
+    executable: str
+    params_file: str | None
+    parameters: dict = field(default_factory=dict)
+    remappings: tuple[tuple[str, str], ...] = ()
+    package: str = PACKAGE
+
+    def ros_args(self) -> list[str]:
+        """The ``--ros-args`` list that starts this node with the same configuration as launch."""
+        out = ["--ros-args", "-r", f"__node:={self.name}"]
+        if self.params_file:
+            out += ["--params-file", self.params_file]
+        for key, value in self.parameters.items():
+            out += ["-p", f"{key}:={_param_text(value)}"]
+        for src, dst in self.remappings:
+            out += ["-r", f"{src}:={dst}"]
+        return out
+
+
+def _param_text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value if value else "''"
+    return str(value)
+
+
+def repo_root() -> Path:
+    """The project folder (KINEMA4D_ROOT, else the checkout this module lives in, else the cwd)."""
+    env = os.environ.get("KINEMA4D_ROOT")
+    if env:
+        return Path(env)
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "calibration").is_dir() and (parent / "ros2_ws").is_dir():
+            return parent
+    return Path.cwd()
+
+
+def config_dir() -> Path:
+    """Parameter files and RViz config: the source tree's config/, else the installed share/."""
+    here = Path(__file__).resolve().parent.parent / "config"
+    if (here / "projector.yaml").is_file():
+        return here
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory(PACKAGE)) / "config"
+    except Exception:  # noqa: BLE001 - not installed with an ament index
+        return repo_root() / "config"
+
+
+def defaults(mode: str) -> dict[str, str]:
+    """Argument defaults of ``mode`` (strings, as launch arguments are)."""
+    check_mode(mode)
+    out = {a.name: a.default for a in ARGUMENTS if mode in a.modes}
+    if mode == "sim":
+        out["calibration"] = str(repo_root() / "calibration" / "sim_camera.yaml")
+    if mode == "replay":
+        out["use_sim_time"] = "true"
+    return out
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ConfigError(f"unknown mode '{mode}'", field="mode", fix=f"use one of {MODES}")
+
+
+def _bool(text: str, name: str) -> bool:
+    low = str(text).strip().lower()
+    if low in ("true", "1", "yes", "on"):
+        return True
+    if low in ("false", "0", "no", "off", ""):
+        return False
+    raise ConfigError(f"'{text}' is not a boolean", field=name, fix="use true or false")
+
+
+def resolve_args(mode: str, args: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Defaults of ``mode`` overridden by ``args``; unknown names raise ConfigError."""
+    out = defaults(mode)
+    for key, value in (args or {}).items():
+        if key not in ARGUMENT_NAMES:
+            raise ConfigError(f"unknown argument '{key}'", field=key, fix=f"use one of {list(ARGUMENT_NAMES)}")
+        if value is not None:
+            out[key] = str(value)
+    return out
+
+
+def nodes_for(mode: str, args: Mapping[str, str] | None = None) -> list[NodeSpec]:
+    """The node graph of ``mode`` for the given (string) arguments."""
+    a = resolve_args(mode, args)
+    cfg = config_dir()
+    sim_time = _bool(a["use_sim_time"], "use_sim_time")
+    common = {"use_sim_time": sim_time}
+    robot_cal = {"robot": a["robot"], "calibration_file": a["calibration"]}
+    remaps: tuple[tuple[str, str], ...] = ()
+    if mode == "real":
+        remaps = tuple((src, dst) for src, dst in (
+            ("joint_states", a["joint_states_topic"]), ("camera/image_raw", a["image_topic"]),
+            ("camera/depth/image_raw", a["depth_topic"]), ("camera/camera_info", a["camera_info_topic"]))
+            if src != dst)
+    inference = {**common, **robot_cal, "backend": a["backend"], "output_root": a["output_root"]}
+    for key in ("base_path", "checkpoint_path", "variant", "device", "dtype"):
+        if a[key]:
+            inference[key] = a[key]
+    nodes: list[NodeSpec] = []
+    if mode == "sim":
+        nodes.append(NodeSpec("sim_world_node", "sim_world_node", str(cfg / "sim_world.yaml"),
+                              {**common, "publish_clock": sim_time, "task": a["task"], "seed": int(a["seed"])}))
+    if mode == "replay":
+        nodes.append(NodeSpec("bag_player_node", "bag_player_node", str(cfg / "bag_player.yaml"),
+                              {"bag_path": a["bag"], "rate": float(a["rate"]), "loop": _bool(a["loop"], "loop")}))
+    calibration_params = {**common, **robot_cal}
+    if mode == "sim":
+        calibration_params["overlay_period_s"] = 0.0    # the sim has exact extrinsics; save CPU
+    nodes += [
+        NodeSpec("calibration_node", "calibration_node", str(cfg / "calibration.yaml"), calibration_params, remaps),
+        NodeSpec("projector_node", "projector_node", str(cfg / "projector.yaml"), {**common, **robot_cal}, remaps),
+        NodeSpec("inference_node", "inference_node", str(cfg / "inference.yaml"), inference, remaps),
+    ]
+    return nodes
+
+
+def rviz_config() -> Path:
+    return config_dir() / "kinema4d.rviz"
+
+
+def check_args(mode: str, args: Mapping[str, str]) -> None:
+    """Fail early, naming the argument, when a required file is missing."""
+    a = resolve_args(mode, args)
+    if not a["calibration"]:
+        raise ConfigError("no calibration file", field="calibration",
+                          fix="pass --calibration PATH (a camera calibration yaml)")
+    if not Path(a["calibration"]).is_file():
+        raise ConfigError(f"'{a['calibration']}' does not exist", field="calibration",
+                          fix="pass an existing calibration yaml")
+    if mode == "replay" and not (a["bag"] and Path(a["bag"]).exists()):
+        raise ConfigError(f"bag '{a['bag']}' does not exist", field="bag", fix="pass --bag PATH to a rosbag2 bag")
+    if a["backend"] == "kinema4d" and not (a["base_path"] and a["checkpoint_path"]):
+        raise ConfigError("backend kinema4d needs base_path and checkpoint_path", field="backend",
+                          fix="pass --base-path and --checkpoint-path, or --backend static-scene")

@@ -1,0 +1,317 @@
+"""calibration_node: camera pose as a static transform, eye-to-hand calibration, overlay check.
+
+| kind | name | type | QoS |
+|---|---|---|---|
+| pub | `/tf_static` | tf2_msgs/TFMessage: parent_frame -> child_frame of the calibration | reliable, transient local, depth 1 |
+| sub | `camera/image_raw` | sensor_msgs/Image rgb8 or bgr8 | sensor data (best effort, keep last 5) |
+| sub | `joint_states` | sensor_msgs/JointState | sensor data |
+| sub | `sim/robot_mask` | sensor_msgs/Image mono8 (robot > 0), optional ground truth | best effort, keep last 2 |
+| pub | `calibration/overlay` | sensor_msgs/Image rgb8: rendered robot mask over the camera image | reliable, keep last 2 |
+| pub | `calibration/status` | std_msgs/String JSON (views, last solution, IoU / boundary px) | reliable, transient local |
+| srv | `calibration/capture` | std_srvs/Trigger: detect the board in the latest image, store it with the latest joints | |
+| srv | `calibration/solve` | std_srvs/Trigger: eye-to-hand solve over the captured views; publishes the new pose | |
+| srv | `calibration/save` | std_srvs/Trigger: write the current calibration to calibration_file (previous kept as .bak) | |
+| srv | `calibration/reload` | std_srvs/Trigger: re-read calibration_file (drops an unsaved solution) | |
+| srv | `calibration/clear` | std_srvs/Trigger: forget the captured views | |
+
+| parameter | default | meaning |
+|---|---|---|
+| calibration_file | (required) | calibration YAML (kinema4d_core.camera format): intrinsics + extrinsics |
+| robot | panda | robot config name or yaml path (read-only) |
+| board_file | calibration/charuco_board.yaml of the repository | ChArUco board YAML |
+| min_corners | 6 | views with fewer detected corners are rejected (with the reason) |
+| min_views | 4 | views needed by calibration/solve |
+| overlay_period_s | 0.5 | period of the overlay/score update (0 disables the overlay) |
+| max_stamp_gap_s | 0.2 | score only when image and robot mask stamps differ by at most this |
+
+Frames: the static transform is T_parent_child = T_base_camera of the calibration file (parent
+= robot base frame, child = camera optical frame), metres. The captured board frame is fixed on
+the robot's ee_frame. A solution from calibration/solve is used at once (transform, overlay)
+but written only by calibration/save.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from geometry_msgs.msg import TransformStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+from tf2_msgs.msg import TFMessage
+
+from kinema4d_core.errors import Kinema4DError
+from kinema4d_ros import qos
+from kinema4d_ros.conversions import image_to_numpy, image_to_rgb, numpy_to_image, stamp_to_seconds
+from kinema4d_ros.diagnostics import Health
+from kinema4d_ros.node_main import run_node
+from kinema4d_ros.params import ParamSpec, declare_params
+
+
+def default_board_file() -> str:
+    """calibration/charuco_board.yaml of the repository this package runs from."""
+    import kinema4d_core
+
+    return str(Path(kinema4d_core.__file__).resolve().parents[1] / "calibration" / "charuco_board.yaml")
+
+
+def _check_required_file(path: str) -> str | None:
+    if not path:
+        return "calibration_file is required (a calibration YAML with intrinsics and extrinsics)"
+    if not Path(path).is_file():
+        return f"calibration_file '{path}' does not exist"
+    return None
+
+
+PARAMS = (
+    ParamSpec("calibration_file", "", "Calibration YAML (intrinsics + extrinsics T_base_camera).",
+              check=_check_required_file),
+    ParamSpec("robot", "panda", "Robot config name (urdf/<name>.yaml) or path to a robot yaml.", read_only=True),
+    ParamSpec("board_file", "", "ChArUco board YAML (empty: calibration/charuco_board.yaml of the repository)."),
+    ParamSpec("min_corners", 6, "Reject views with fewer detected ChArUco corners.", min=4, max=10000),
+    ParamSpec("min_views", 4, "Usable views needed by calibration/solve.", min=3, max=10000),
+    ParamSpec("overlay_period_s", 0.5, "Overlay / score update period in seconds (0 disables).", min=0.0, max=60.0,
+              read_only=True),
+    ParamSpec("max_stamp_gap_s", 0.2, "Score only when image and sim/robot_mask stamps differ by at most this.",
+              min=0.0, max=60.0),
+)
+
+
+def transform_msg(T: np.ndarray, parent: str, child: str, stamp) -> TransformStamped:
+    """TransformStamped for the 4x4 pose T_parent_child (metres)."""
+    from scipy.spatial.transform import Rotation
+
+    msg = TransformStamped()
+    msg.header.frame_id = parent
+    msg.header.stamp = stamp
+    msg.child_frame_id = child
+    t = T[:3, 3]
+    msg.transform.translation.x, msg.transform.translation.y, msg.transform.translation.z = (float(v) for v in t)
+    qx, qy, qz, qw = Rotation.from_matrix(T[:3, :3]).as_quat()
+    msg.transform.rotation.x, msg.transform.rotation.y = float(qx), float(qy)
+    msg.transform.rotation.z, msg.transform.rotation.w = float(qz), float(qw)
+    return msg
+
+
+class CalibrationNode(Node):
+    """Static camera transform + calibration services + overlay (see module docstring)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("calibration_node", **kwargs)
+        self.health = Health(lambda text: self.get_logger().warning(text))
+        self.p = declare_params(self, PARAMS)
+        from kinema4d_core.calibration.board import load_board
+        from kinema4d_core.camera import load_calibration
+
+        self._lock = threading.Lock()
+        self.camera = load_calibration(self.p["calibration_file"])
+        self.board = load_board(self.p["board_file"] or default_board_file())
+        self.unsaved = False
+        self.views: list = []                 # HandEyeView
+        self.last_solution: dict | None = None
+        self.last_score: dict | None = None
+        self._image: Image | None = None
+        self._joints: JointState | None = None
+        self._gt_mask: Image | None = None
+        self._robot = None
+        self._mask_renderer = None
+        self._mask_renderer_camera = None
+
+        self.pub_tf = self.create_publisher(TFMessage, "/tf_static", qos.LATCHED)
+        self.pub_overlay = self.create_publisher(Image, "calibration/overlay", qos.STREAM_OUT)
+        self.pub_status = self.create_publisher(String, "calibration/status", qos.LATCHED)
+        self.create_subscription(Image, "camera/image_raw", self._on_image, qos.SENSOR_IN)
+        self.create_subscription(JointState, "joint_states", self._on_joints, qos.SENSOR_IN)
+        self.create_subscription(Image, "sim/robot_mask", self._on_gt_mask, qos.stream_in())
+        services = MutuallyExclusiveCallbackGroup()
+        for name, handler in (("capture", self._srv_capture), ("solve", self._srv_solve), ("save", self._srv_save),
+                              ("reload", self._srv_reload), ("clear", self._srv_clear)):
+            self.create_service(Trigger, f"calibration/{name}", self._wrap(name, handler), callback_group=services)
+        if self.p["overlay_period_s"] > 0:
+            self.create_timer(self.p["overlay_period_s"], self._overlay_tick,
+                              callback_group=MutuallyExclusiveCallbackGroup())
+        self._publish_tf()
+        self._publish_status()
+        self.get_logger().info(
+            f"calibration ready: {self.camera.parent_frame} -> {self.camera.child_frame} from "
+            f"{self.p['calibration_file']}; board {self.board.squares_x}x{self.board.squares_y} {self.board.dictionary}")
+
+    # ---- helpers ----------------------------------------------------------------------------
+    @property
+    def robot(self):
+        if self._robot is None:
+            from kinema4d_core.robot import load_robot
+
+            self._robot = load_robot(self.p["robot"])
+        return self._robot
+
+    def _publish_tf(self) -> None:
+        cam = self.camera
+        msg = TFMessage(transforms=[transform_msg(cam.T_base_camera, cam.parent_frame, cam.child_frame,
+                                                  self.get_clock().now().to_msg())])
+        self.pub_tf.publish(msg)
+
+    def _publish_status(self) -> None:
+        cam = self.camera
+        self.pub_status.publish(String(data=self.health.to_json(
+            node=self.get_name(), calibration_file=self.p["calibration_file"], unsaved=self.unsaved,
+            parent_frame=cam.parent_frame, child_frame=cam.child_frame,
+            translation=[float(v) for v in cam.T_base_camera[:3, 3]],
+            views_captured=len(self.views), last_solution=self.last_solution, overlay=self.last_score)))
+
+    def _wrap(self, name, handler):
+        def call(request, response):
+            try:
+                with self._lock:
+                    response.success, response.message = handler()
+            except Kinema4DError as exc:
+                response.success, response.message = False, str(exc)
+            except Exception as exc:  # a bug must not take the node down
+                response.success, response.message = False, f"internal error: {type(exc).__name__}: {exc}"
+            text = f"calibration/{name}: {response.message}"
+            if response.success:
+                self.get_logger().info(text)
+            else:
+                self.get_logger().warning(text)
+            self._publish_status()
+            return response
+        return call
+
+    # ---- inputs -----------------------------------------------------------------------------
+    def _on_image(self, msg: Image) -> None:
+        self._image = msg
+
+    def _on_joints(self, msg: JointState) -> None:
+        self._joints = msg
+
+    def _on_gt_mask(self, msg: Image) -> None:
+        self._gt_mask = msg
+
+    def _latest_q(self) -> np.ndarray:
+        from kinema4d_core.errors import InputError
+
+        js = self._joints
+        if js is None:
+            raise InputError("no joint_states received yet", field="joint_states",
+                             fix="publish the robot's joint states (sensor_msgs/JointState)")
+        names = [n for n in js.name if n in self.robot.joint_names]
+        pos = [p for n, p in zip(js.name, js.position) if n in self.robot.joint_names]
+        return self.robot.joint_vector(names, np.asarray(pos, np.float64))
+
+    # ---- services ---------------------------------------------------------------------------
+    def _srv_capture(self) -> tuple[bool, str]:
+        from kinema4d_core.calibration.board import detect_charuco, rejection_reason
+        from kinema4d_core.calibration.handeye import HandEyeView
+
+        img = self._image
+        if img is None:
+            return False, "no camera/image_raw received yet"
+        q = self._latest_q()
+        rgb = image_to_rgb(img, "camera/image_raw")
+        if rgb.shape[:2] != (self.camera.height, self.camera.width):
+            return False, (f"image is {rgb.shape[1]}x{rgb.shape[0]} but the calibration is "
+                           f"{self.camera.width}x{self.camera.height}")
+        det = detect_charuco(rgb, self.board)
+        reason = rejection_reason(det, self.board, int(self.p["min_corners"]))
+        if reason is not None:
+            return False, f"view rejected: {reason}"
+        name = f"view_{len(self.views):03d}"
+        self.views.append(HandEyeView(name, self.robot.ee_pose(q), det))
+        return True, f"captured {name}: {det.n_corners} corners ({len(self.views)} views)"
+
+    def _srv_solve(self) -> tuple[bool, str]:
+        from kinema4d_core.calibration.handeye import solve_eye_to_hand
+
+        result = solve_eye_to_hand(self.views, self.board, self.camera, min_corners=int(self.p["min_corners"]),
+                                   min_views=int(self.p["min_views"]))
+        self.camera = self.camera.with_pose(result.T_base_camera)
+        self.unsaved = True
+        self.last_solution = {"views_used": result.n_used, "rms_px": result.rms_px,
+                              "translation_std_m": result.translation_std_m,
+                              "rotation_std_deg": result.rotation_std_deg,
+                              "per_view_rms_px": {v.name: v.rms_px for v in result.views if v.used}}
+        self._publish_tf()
+        return True, (f"solved from {result.n_used} views: rms {result.rms_px:.3f} px, spread "
+                      f"{result.translation_std_m * 1000:.2f} mm / {result.rotation_std_deg:.3f} deg (not saved yet)")
+
+    def _srv_save(self) -> tuple[bool, str]:
+        from kinema4d_core.camera import save_calibration
+
+        save_calibration(self.camera, self.p["calibration_file"])
+        self.unsaved = False
+        return True, f"wrote {self.p['calibration_file']} (previous kept as .bak)"
+
+    def _srv_reload(self) -> tuple[bool, str]:
+        from kinema4d_core.camera import load_calibration
+
+        self.camera = load_calibration(self.p["calibration_file"])
+        self.unsaved = False
+        self._publish_tf()
+        t = self.camera.T_base_camera[:3, 3]
+        return True, f"reloaded {self.p['calibration_file']}: camera at [{t[0]:.4f}, {t[1]:.4f}, {t[2]:.4f}] m"
+
+    def _srv_clear(self) -> tuple[bool, str]:
+        n = len(self.views)
+        self.views.clear()
+        return True, f"cleared {n} views"
+
+    # ---- overlay ----------------------------------------------------------------------------
+    def _overlay_tick(self) -> None:
+        img, js = self._image, self._joints
+        if img is None or js is None:
+            return
+        try:
+            self._overlay(img)
+        except Kinema4DError as exc:
+            self.health.reject("overlay", str(exc))
+        except Exception as exc:
+            self.health.reject("internal", f"{type(exc).__name__}: {exc}")
+
+    def _overlay(self, img: Image) -> None:
+        from kinema4d_core.calibration.overlay import MaskRenderer, overlay_image, score_masks
+
+        t0 = time.perf_counter()
+        with self._lock:
+            camera = self.camera
+            q = self._latest_q()
+        rgb = image_to_rgb(img, "camera/image_raw")
+        if rgb.shape[:2] != (camera.height, camera.width):
+            self.health.drop("image_size", f"image {rgb.shape[1]}x{rgb.shape[0]} != calibration "
+                                           f"{camera.width}x{camera.height}")
+            return
+        if self._mask_renderer is None or self._mask_renderer_camera is not camera:
+            self._mask_renderer = MaskRenderer(self.robot, camera)
+            self._mask_renderer_camera = camera
+        mask = self._mask_renderer.mask(q)
+        gt = self._gt_mask
+        reference = None
+        if gt is not None:
+            gap = abs(stamp_to_seconds(gt.header.stamp) - stamp_to_seconds(img.header.stamp))
+            ref = image_to_numpy(gt, "sim/robot_mask")
+            ref = ref[..., 0] if ref.ndim == 3 else ref
+            if gap <= float(self.p["max_stamp_gap_s"]) and ref.shape == mask.shape:
+                reference = ref > 0
+                score = score_masks(mask, reference).as_dict()
+                score["stamp_gap_s"] = gap
+                self.last_score = score
+            else:
+                self.health.drop("robot_mask", f"sim/robot_mask not matching the image (gap {gap:.3f} s, "
+                                               f"shape {ref.shape})")
+        out = overlay_image(rgb, mask, reference)
+        self.pub_overlay.publish(numpy_to_image(out, "rgb8", camera.child_frame, img.header.stamp))
+        self.health.count("overlays")
+        self.health.latency((time.perf_counter() - t0) * 1e3)
+        self._publish_status()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_node(CalibrationNode, multithreaded=True, threads=3, argv=argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,538 @@
+"""inference_node: the Simulate action server (trajectory + current camera image -> generated 4D rollout).
+
+| kind | name | type | QoS |
+|---|---|---|---|
+| action | `kinema4d/simulate` | kinema4d_interfaces/action/Simulate | action defaults |
+| sub | `camera/image_raw` | sensor_msgs/Image rgb8 / bgr8 (first frame) | sensor data |
+| sub | `camera/depth/image_raw` | sensor_msgs/Image 32FC1 metres (optional first depth) | sensor data |
+| sub | `joint_states` | sensor_msgs/JointState (recorded between record/start and record/stop) | sensor data |
+| srv | `kinema4d/record/start` | std_srvs/Trigger: start collecting joint states (+ the current camera frame) | |
+| srv | `kinema4d/record/stop` | std_srvs/Trigger: stop and simulate the recording; message = JSON {run_id, output_dir} | |
+| pub | `kinema4d/prediction/image` | sensor_msgs/Image rgb8, one per generated frame | reliable, keep last 2 |
+| pub | `kinema4d/prediction/points` | sensor_msgs/PointCloud2 x y z rgb, metres, camera optical frame | reliable, keep last 2 |
+| pub | `kinema4d/run_done` | std_msgs/String JSON: the result of every finished job (goal or recording) | reliable, transient local |
+| pub | `kinema4d/inference/status` | std_msgs/String JSON: counters, busy, last rejection reason | reliable, transient local |
+
+| parameter | default | meaning |
+|---|---|---|
+| robot | panda | robot config name or yaml path (read-only) |
+| calibration_file | "" | camera calibration yaml (intrinsics + T_base_camera); required to simulate |
+| backend | static-scene | kinema4d, kinema4d-tiny or static-scene (baseline); loaded once at start (read-only) |
+| base_path / checkpoint_path / variant / device / dtype / offload | | backend options ("" = backend default) |
+| output_root | runs | run folders are written to <output_root>/<run-id>/ |
+| n_frames | 49 | frames to generate with static-scene (model backends use their checkpoint's count) |
+| seed / steps / guidance / guidance_mode | 42 / 0 / 5.0 / faithful | defaults for goals that leave them 0 / empty (steps 0: 50 for kinema4d, 2 for kinema4d-tiny) |
+| use_depth | true | pass the latest depth image as first depth |
+| publish_prediction | true | publish the generated frames on kinema4d/prediction/* |
+| points_stride | 2 | pixel stride of the published prediction point clouds |
+| write_points | true | also write points/frame_XXX.ply into the run folder |
+
+Concurrency: one job at a time. Generation runs on an executor thread of a
+MultiThreadedExecutor (action callbacks are reentrant), so feedback, cancel requests, image
+subscriptions and services keep working while it runs. A goal that arrives while a job runs is
+REJECTED (the client sees ``accepted == False`` and the node logs which run is busy);
+record/stop while busy answers success=false. Invalid goals are accepted and then aborted with a
+result whose ``message`` names the field, the problem and the fix. Run folders appear
+atomically: everything is written into ``<output_root>/.<run-id>.partial`` and renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState, PointCloud2
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from kinema4d_core.errors import ConfigError, InputError, Kinema4DError
+from kinema4d_interfaces.action import Simulate
+from kinema4d_ros import qos
+from kinema4d_ros.conversions import (image_to_numpy, image_to_rgb, joint_state_to_vector, numpy_to_image,
+                                      points_to_cloud, stamp_to_seconds)
+from kinema4d_ros.diagnostics import Health
+from kinema4d_ros.node_main import run_node
+from kinema4d_ros.params import ParamSpec, declare_params
+
+BACKENDS = ("static-scene", "kinema4d-tiny", "kinema4d")
+
+PARAMS = (
+    ParamSpec("robot", "panda", "Robot config name (urdf/<name>.yaml) or path to a robot yaml.", read_only=True),
+    ParamSpec("calibration_file", "", "Camera calibration yaml (intrinsics and T_base_camera).",
+              check=lambda p: f"calibration_file '{p}' does not exist" if p and not Path(p).is_file() else None),
+    ParamSpec("backend", "static-scene", "Generation backend, loaded once at start.", choices=BACKENDS,
+              read_only=True),
+    ParamSpec("base_path", "", "Wan2.1 I2V base folder (backend kinema4d).", read_only=True),
+    ParamSpec("checkpoint_path", "", "Kinema4D checkpoint folder (kinema4d; optional for kinema4d-tiny).",
+              read_only=True),
+    ParamSpec("variant", "", "Checkpoint variant (rgb-pm or pm); empty: backend default.", read_only=True),
+    ParamSpec("device", "", "cuda, cuda:N or cpu; empty: backend default.", read_only=True),
+    ParamSpec("dtype", "", "bf16 or fp32; empty: backend default.", read_only=True),
+    ParamSpec("offload", "", "none, model or group (kinema4d on small GPUs); empty: none.", read_only=True),
+    ParamSpec("output_root", "runs", "Folder that receives one run folder per job."),
+    ParamSpec("n_frames", 49, "Frames generated by static-scene (model backends use the checkpoint's).",
+              min=2, max=500),
+    ParamSpec("seed", 42, "Default seed for goals with seed 0.", min=0, max=2**31 - 1),
+    ParamSpec("steps", 0, "Default denoising steps for goals with steps 0 (0: backend default).", min=0, max=1000),
+    ParamSpec("guidance", 5.0, "Default guidance scale for goals with guidance 0.", min=0.0, max=50.0),
+    ParamSpec("guidance_mode", "faithful", "Default guidance mode.", choices=("faithful", "single")),
+    ParamSpec("use_depth", True, "Use the latest camera/depth/image_raw as first-frame depth."),
+    ParamSpec("publish_prediction", True, "Publish generated frames on kinema4d/prediction/*."),
+    ParamSpec("points_stride", 2, "Pixel stride of the published prediction point clouds.", min=1, max=64),
+    ParamSpec("write_points", True, "Write points/frame_XXX.ply into each run folder."),
+    ParamSpec("max_record_samples", 20000, "Joint states kept per recording (later ones are dropped).",
+              min=2, max=10_000_000),
+)
+DEFAULT_STEPS = {"kinema4d": 50, "kinema4d-tiny": 2, "static-scene": 0}
+
+
+@dataclass
+class Job:
+    """One simulation: a trajectory, the first frame (and depth) and the generation options."""
+
+    run_id: str
+    source: str                         # "goal" | "recording"
+    output_dir: Path
+    trajectory: Any                     # kinema4d_core.trajectory.JointTrajectory
+    first_frame: np.ndarray             # (H, W, 3) uint8 RGB
+    first_depth: np.ndarray | None      # (H, W) float32 metres
+    frame_id: str
+    options: dict = field(default_factory=dict)
+
+
+def new_run_id(source: str) -> str:
+    return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{source}-{os.getpid() % 10000:04d}{int(time.time() * 1e3) % 1000:03d}"
+
+
+class InferenceNode(Node):
+    """Simulate action server + recording services (see module docstring)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("inference_node", **kwargs)
+        self.health = Health(lambda text: self.get_logger().warning(text))
+        self.p = declare_params(self, PARAMS, self._on_params)
+        from kinema4d_core.robot import load_robot
+
+        self.robot = load_robot(self.p["robot"])
+        self.camera = self._load_calibration(self.p["calibration_file"])
+        self._lock = threading.Lock()
+        self._busy: str | None = None          # run id / "goal" while a job runs
+        self._image: Image | None = None
+        self._depth: Image | None = None
+        self._recording: list[tuple[float, JointState]] | None = None
+        self._record_image: Image | None = None
+        self._threads: list[threading.Thread] = []
+        self.backend = self._make_backend()
+
+        group = ReentrantCallbackGroup()
+        self.create_subscription(Image, "camera/image_raw", self._on_image, qos.SENSOR_IN, callback_group=group)
+        self.create_subscription(Image, "camera/depth/image_raw", self._on_depth, qos.SENSOR_IN,
+                                 callback_group=group)
+        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos.SENSOR_IN,
+                                 callback_group=group)
+        self.pub_image = self.create_publisher(Image, "kinema4d/prediction/image", qos.STREAM_OUT)
+        self.pub_points = self.create_publisher(PointCloud2, "kinema4d/prediction/points", qos.STREAM_OUT)
+        self.pub_done = self.create_publisher(String, "kinema4d/run_done", qos.LATCHED)
+        self.pub_status = self.create_publisher(String, "kinema4d/inference/status", qos.LATCHED)
+        self.create_service(Trigger, "kinema4d/record/start", self._on_record_start, callback_group=group)
+        self.create_service(Trigger, "kinema4d/record/stop", self._on_record_stop, callback_group=group)
+        self.action = ActionServer(self, Simulate, "kinema4d/simulate", execute_callback=self._execute,
+                                   goal_callback=self._on_goal, cancel_callback=lambda _h: CancelResponse.ACCEPT,
+                                   callback_group=group)
+        self.create_timer(0.5, self._publish_status, callback_group=group)
+        self.get_logger().info(f"inference ready: backend={self.backend.name} robot={self.robot.config.name} "
+                               f"output_root={self.p['output_root']}")
+
+    # ---- set-up -----------------------------------------------------------------------------
+    def _load_calibration(self, path: str):
+        if not path:
+            return None
+        from kinema4d_core.camera import load_calibration
+
+        return load_calibration(path)
+
+    def _on_params(self, changed: dict) -> str | None:
+        if "calibration_file" in changed:
+            try:
+                self.camera = self._load_calibration(changed["calibration_file"])
+            except Kinema4DError as exc:
+                return str(exc)
+        self.p.update(changed)
+        return None
+
+    def _make_backend(self):
+        from kinema4d_core.backends import make_backend
+
+        name, p = self.p["backend"], self.p
+        opts: dict[str, Any] = {}
+        if name == "kinema4d":
+            opts = {"base": p["base_path"], "checkpoint": p["checkpoint_path"]}
+        elif name == "kinema4d-tiny" and p["checkpoint_path"]:
+            opts = {"checkpoint_dir": p["checkpoint_path"]}
+        if name != "static-scene":
+            for key in ("variant", "device", "dtype", "offload"):
+                if p[key] and not (name == "kinema4d-tiny" and key == "offload"):
+                    opts[key] = p[key]
+            if name == "kinema4d-tiny":
+                opts.setdefault("device", "cpu")
+        started = time.perf_counter()
+        backend = make_backend(name, **opts)
+        load = getattr(backend, "load", None)
+        if callable(load):
+            load()                                  # load the model once, now, not on the first goal
+        self.get_logger().info(f"backend {name} ready in {time.perf_counter() - started:.1f} s")
+        return backend
+
+    # ---- inputs -----------------------------------------------------------------------------
+    def _on_image(self, msg: Image) -> None:
+        self.health.count("images_received")
+        try:
+            image_to_rgb(msg, "camera/image_raw")
+        except Kinema4DError as exc:
+            self.health.reject("image", str(exc))
+            return
+        with self._lock:
+            self._image = msg
+            if self._recording is not None and self._record_image is None:
+                self._record_image = msg
+
+    def _on_depth(self, msg: Image) -> None:
+        if msg.encoding != "32FC1":
+            self.health.reject("depth", f"camera/depth/image_raw.encoding: '{msg.encoding}' is not 32FC1 metres")
+            return
+        try:
+            image_to_numpy(msg, "camera/depth/image_raw")
+        except Kinema4DError as exc:
+            self.health.reject("depth", str(exc))
+            return
+        self._depth = msg
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        with self._lock:
+            if self._recording is None:
+                return
+            if len(self._recording) >= self.p["max_record_samples"]:
+                self.health.drop("record_full", f"recording holds max_record_samples={self.p['max_record_samples']}")
+                return
+            stamp = stamp_to_seconds(msg.header.stamp) or self.get_clock().now().nanoseconds * 1e-9
+            self._recording.append((stamp, msg))
+
+    # ---- recording --------------------------------------------------------------------------
+    def _on_record_start(self, _req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        with self._lock:
+            restarted = self._recording is not None
+            self._recording = []
+            self._record_image = self._image
+        resp.success = True
+        resp.message = "recording restarted" if restarted else "recording"
+        self.get_logger().info(f"record/start: {resp.message}")
+        return resp
+
+    def _on_record_stop(self, _req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        with self._lock:
+            if self._recording is None:
+                resp.success, resp.message = False, "not recording: call kinema4d/record/start first"
+                return resp
+            if self._busy is not None:
+                resp.success = False
+                resp.message = f"busy with run {self._busy}; call record/stop again when it has finished"
+                return resp
+            samples, image = self._recording, self._record_image
+            self._recording, self._record_image = None, None
+            run_id = new_run_id("recording")
+            try:
+                traj = self._trajectory_from_samples(samples)
+                job = self._make_job(run_id, "recording", traj, image, "", {})
+            except Kinema4DError as exc:
+                resp.success, resp.message = False, str(exc)
+                self.get_logger().warning(f"record/stop: {exc}")
+                return resp
+            self._busy = run_id
+        thread = threading.Thread(target=self._run_recording_job, args=(job,), name=f"job-{run_id}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        resp.success = True
+        resp.message = json.dumps({"run_id": run_id, "output_dir": str(job.output_dir), "samples": len(samples)})
+        self.get_logger().info(f"record/stop: simulating {len(samples)} joint states as run {run_id}")
+        return resp
+
+    def _trajectory_from_samples(self, samples: list[tuple[float, JointState]]):
+        from kinema4d_core.trajectory import from_positions
+
+        rows, stamps = [], []
+        for stamp, msg in sorted(samples, key=lambda s: s[0]):
+            try:
+                q = joint_state_to_vector(msg, self.robot.joint_names)
+            except InputError as exc:
+                self.health.reject("recorded_joint_state", str(exc))
+                continue
+            if stamps and stamp <= stamps[-1]:
+                continue                            # duplicate stamp: keep the first
+            rows.append(q)
+            stamps.append(stamp)
+        if rows:
+            # Measured joint states stray slightly past the URDF limits (gripper fingers, encoder
+            # noise); the recording is simulated with them clipped into the limits.
+            raw = np.stack(rows)
+            clipped = np.clip(raw, self.robot.lower, self.robot.upper)
+            worst = float(np.max(np.abs(raw - clipped)))
+            if worst > 0:
+                self.get_logger().info(f"recording: clipped joint positions into their limits (max {worst:.4g})")
+            rows = list(clipped)
+        if len(rows) < 2:
+            raise InputError(f"only {len(rows)} usable joint states were recorded", field="recording",
+                             fix="publish joint_states while recording (at least two distinct stamps)")
+        return from_positions(self.robot, self.robot.joint_names, np.stack(rows), np.asarray(stamps) - stamps[0])
+
+    def _run_recording_job(self, job: Job) -> None:
+        try:
+            self._run_and_report(job, lambda *_: None, lambda: False)
+        finally:
+            with self._lock:
+                self._busy = None
+
+    # ---- action -----------------------------------------------------------------------------
+    def _on_goal(self, _goal: Simulate.Goal) -> GoalResponse:
+        with self._lock:
+            if self._busy is not None:
+                self.health.count("goals_rejected_busy")
+                self.get_logger().warning(f"rejected Simulate goal: busy with run {self._busy} "
+                                          "(one job at a time; retry when it has finished)")
+                return GoalResponse.REJECT
+            self._busy = "goal"
+        return GoalResponse.ACCEPT
+
+    def _execute(self, goal_handle) -> Simulate.Result:
+        goal = goal_handle.request
+        run_id = new_run_id("goal")
+        with self._lock:
+            self._busy = run_id
+        try:
+            def feedback(stage: str, step: int, total: int) -> None:
+                goal_handle.publish_feedback(Simulate.Feedback(stage=stage, step=int(step), total_steps=int(total)))
+
+            try:
+                feedback("preparing", 0, 0)
+                if goal.use_recorded:
+                    raise InputError("use_recorded goals are not supported by the action", field="goal.use_recorded",
+                                     fix="use kinema4d/record/start and kinema4d/record/stop")
+                traj = self._trajectory_from_goal(goal)
+                options = {"seed": goal.seed, "steps": goal.steps, "guidance": goal.guidance,
+                           "guidance_mode": goal.guidance_mode}
+                with self._lock:
+                    image = self._image
+                job = self._make_job(run_id, "goal", traj, image, goal.output_dir, options)
+            except Kinema4DError as exc:
+                summary = self._summary(run_id, "goal", "failed", str(exc))
+                self._finish(summary)
+                goal_handle.abort()
+                return self._result(summary)
+            summary = self._run_and_report(job, feedback, lambda: goal_handle.is_cancel_requested)
+            if summary["status"] == "succeeded":
+                goal_handle.succeed()
+            elif summary["status"] == "canceled":
+                goal_handle.canceled()
+            else:
+                goal_handle.abort()
+            return self._result(summary)
+        finally:
+            with self._lock:
+                self._busy = None
+
+    def _trajectory_from_goal(self, goal: Simulate.Goal):
+        from kinema4d_core import trajectory as tj
+
+        has_joints = len(goal.trajectory.points) > 0
+        has_poses = len(goal.ee_poses) > 0
+        if has_joints == has_poses:
+            raise InputError("give exactly one of trajectory.points or ee_poses" if has_joints else "empty goal",
+                             field="goal.trajectory/ee_poses", fix="fill trajectory (joint positions) or ee_poses")
+        if has_joints:
+            names = list(goal.trajectory.joint_names)
+            rows = []
+            for i, pt in enumerate(goal.trajectory.points):
+                if len(pt.positions) != len(names):
+                    raise InputError(f"point {i} has {len(pt.positions)} positions for {len(names)} joint names",
+                                     field="goal.trajectory.points.positions", fix="one position per joint name")
+                rows.append(pt.positions)
+            stamps = [stamp_to_seconds(pt.time_from_start) for pt in goal.trajectory.points]
+            use_stamps = len(set(stamps)) == len(stamps) and all(b > a for a, b in zip(stamps, stamps[1:]))
+            return tj.from_positions(self.robot, names, np.asarray(rows, dtype=np.float64),
+                                     np.asarray(stamps) if use_stamps else None)
+        poses = []
+        for ps in goal.ee_poses:
+            p, o = ps.pose.position, ps.pose.orientation
+            poses.append(tj.pose_from_position_quaternion([p.x, p.y, p.z], [o.x, o.y, o.z, o.w]))
+        gripper = np.asarray(goal.gripper, dtype=np.float64) if len(goal.gripper) else None
+        if gripper is not None and len(gripper) != len(poses):
+            raise InputError(f"{len(gripper)} gripper values for {len(poses)} poses", field="goal.gripper",
+                             fix="give one gripper opening per pose, or none")
+        return tj.from_ee_poses(self.robot, np.stack(poses), gripper)
+
+    # ---- the job ----------------------------------------------------------------------------
+    def _make_job(self, run_id: str, source: str, traj, image: Image | None, output_dir: str,
+                  options: dict) -> Job:
+        if self.camera is None:
+            raise ConfigError("no camera calibration", field="inference_node.calibration_file",
+                              fix="set the calibration_file parameter to a calibration yaml")
+        if image is None:
+            raise InputError("no camera/image_raw frame received yet", field="camera/image_raw",
+                             fix="publish rgb8/bgr8 images on camera/image_raw before simulating")
+        rgb = np.array(image_to_rgb(image, "camera/image_raw"))
+        depth = None
+        if self.p["use_depth"] and self._depth is not None:
+            d = image_to_numpy(self._depth, "camera/depth/image_raw")
+            depth = np.array(d, dtype=np.float32) if d.shape == rgb.shape[:2] else None
+        root = Path(self.p["output_root"])
+        out = Path(output_dir) if output_dir else root / run_id
+        return Job(run_id=run_id, source=source, output_dir=out.resolve(), trajectory=traj, first_frame=rgb,
+                   first_depth=depth, frame_id=image.header.frame_id or self.camera.child_frame, options=options)
+
+    def _request(self, job: Job, progress: Callable):
+        import cv2
+
+        from kinema4d_core.backends import GenerationRequest
+        from kinema4d_core.projection import project_trajectory
+
+        size = getattr(self.backend, "size", None)
+        h, w = size if size is not None else job.first_frame.shape[:2]
+        frame, depth = job.first_frame, job.first_depth
+        if frame.shape[:2] != (h, w):
+            frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+            depth = None if depth is None else cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
+        camera = self.camera if (self.camera.height, self.camera.width) == (h, w) else self.camera.resized(h, w)
+        n_frames = int(getattr(self.backend, "num_frames", self.p["n_frames"]))
+        progress("projecting", 0, n_frames)
+        cond = project_trajectory(self.robot, camera, job.trajectory, n_frames=n_frames,
+                                  with_rgb=self.backend.name != "kinema4d" or self.p["variant"] != "pm")
+        o = job.options
+        steps = int(o.get("steps") or self.p["steps"] or DEFAULT_STEPS.get(self.backend.name, 50) or 1)
+        return GenerationRequest(first_frame=np.ascontiguousarray(frame), robot=cond, first_depth=depth,
+                                 seed=int(o.get("seed") or self.p["seed"]), steps=steps,
+                                 guidance=float(o.get("guidance") or self.p["guidance"]),
+                                 guidance_mode=str(o.get("guidance_mode") or self.p["guidance_mode"]))
+
+    def _run_and_report(self, job: Job, progress: Callable, should_cancel: Callable[[], bool]) -> dict:
+        """Run ``job``; always returns a summary dict and publishes it on kinema4d/run_done."""
+        from kinema4d_core.backends import Cancelled
+
+        started = time.perf_counter()
+        self.get_logger().info(f"run {job.run_id} ({job.source}): generating with {self.backend.name}")
+        try:
+            request = self._request(job, progress)
+            if should_cancel():
+                raise Cancelled("cancelled after projection")
+            rollout = self.backend.generate(request, progress=progress, should_cancel=should_cancel)
+            if should_cancel():
+                raise Cancelled("cancelled after generation")
+            progress("writing", 0, 1)
+            rollout.metadata = dict(rollout.metadata, run_id=job.run_id, source=job.source,
+                                    robot=self.robot.config.name)
+            self._write_run(job, rollout)
+            residual = float(np.nanmean(rollout.metric_fit_residual)) if len(rollout.metric_fit_residual) else 0.0
+            summary = self._summary(job.run_id, job.source, "succeeded", f"wrote {job.output_dir}",
+                                    output_dir=str(job.output_dir), frames=int(len(rollout.rgb)),
+                                    duration_s=time.perf_counter() - started,
+                                    metric_fit_residual_mean=residual if np.isfinite(residual) else -1.0)
+            if self.p["publish_prediction"]:
+                progress("publishing", 0, len(rollout.rgb))
+                self._publish_prediction(rollout, job.frame_id)
+        except Cancelled:
+            summary = self._summary(job.run_id, job.source, "canceled", "cancelled on request",
+                                    duration_s=time.perf_counter() - started)
+        except Kinema4DError as exc:
+            summary = self._summary(job.run_id, job.source, "failed", str(exc), duration_s=time.perf_counter() - started)
+        except Exception as exc:  # report, never take the node down
+            self.get_logger().error(traceback.format_exc())
+            summary = self._summary(job.run_id, job.source, "failed", f"{type(exc).__name__}: {exc}",
+                                    duration_s=time.perf_counter() - started)
+        self._finish(summary)
+        return summary
+
+    def _write_run(self, job: Job, rollout) -> None:
+        """Write the run folder all at once: stage in a hidden sibling, then rename."""
+        from kinema4d_core.io import write_text
+        from kinema4d_core.rollout import save_rollout
+
+        final = job.output_dir
+        if final.exists() and any(final.iterdir()):
+            raise InputError(f"run folder {final} exists and is not empty", field="goal.output_dir",
+                             fix="choose a new output_dir (or leave it empty for a fresh run id)")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = final.parent / f".{final.name}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            save_rollout(rollout, staging, points=bool(self.p["write_points"]))
+            write_text(staging / "run.json", json.dumps({
+                "run_id": job.run_id, "source": job.source, "backend": self.backend.name,
+                "robot": self.robot.config.name, "frames": int(len(rollout.rgb)),
+                "trajectory_frames": int(len(job.trajectory.positions)), "options": job.options}, indent=2))
+            if final.exists():
+                final.rmdir()
+            os.replace(staging, final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _publish_prediction(self, rollout, frame_id: str) -> None:
+        stamp = self.get_clock().now().to_msg()
+        stride = int(self.p["points_stride"])
+        for t in range(len(rollout.rgb)):
+            self.pub_image.publish(numpy_to_image(rollout.rgb[t], "rgb8", frame_id, stamp))
+            xyz = rollout.pointmap[t][::stride, ::stride].reshape(-1, 3)
+            rgb = rollout.rgb[t][::stride, ::stride].reshape(-1, 3)
+            keep = np.isfinite(xyz).all(axis=1) & (xyz[:, 2] > 0)
+            self.pub_points.publish(points_to_cloud(xyz[keep], frame_id, stamp, rgb[keep]))
+
+    def _summary(self, run_id: str, source: str, status: str, message: str, **kw: Any) -> dict:
+        out = {"run_id": run_id, "source": source, "success": status == "succeeded", "status": status,
+               "message": message, "output_dir": "", "frames": 0, "duration_s": 0.0, "backend": self.backend.name,
+               "metric_fit_residual_mean": 0.0}
+        out.update(kw)
+        return out
+
+    def _finish(self, summary: dict) -> None:
+        self.health.count(f"runs_{summary['status']}")
+        text = f"run {summary['run_id']} {summary['status']}: {summary['message']}"
+        if summary["success"]:  # rclpy forbids two severities at one call site
+            self.get_logger().info(text)
+        else:
+            self.get_logger().warning(text)
+        self.pub_done.publish(String(data=json.dumps(summary)))
+
+    @staticmethod
+    def _result(summary: dict) -> Simulate.Result:
+        return Simulate.Result(success=summary["success"], status=summary["status"], message=summary["message"],
+                               output_dir=summary["output_dir"], frames=int(summary["frames"]),
+                               duration_s=float(summary["duration_s"]), backend=summary["backend"],
+                               metric_fit_residual_mean=float(summary["metric_fit_residual_mean"]))
+
+    def _publish_status(self) -> None:
+        with self._lock:
+            busy, recording = self._busy, None if self._recording is None else len(self._recording)
+        self.pub_status.publish(String(data=self.health.to_json(
+            node=self.get_name(), backend=self.backend.name, busy=busy, recording_samples=recording,
+            has_image=self._image is not None)))
+
+    def close(self) -> None:
+        for t in self._threads:
+            t.join(timeout=5.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_node(InferenceNode, multithreaded=True, threads=4, argv=argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

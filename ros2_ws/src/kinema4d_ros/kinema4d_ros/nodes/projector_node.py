@@ -1,0 +1,255 @@
+"""projector_node: live robot pointmap from joint states (FK -> z-buffer render in the calibrated camera).
+
+| kind | name | type | QoS |
+|---|---|---|---|
+| sub | `joint_states` | sensor_msgs/JointState | sensor data (best effort, keep last 5) |
+| sub | `camera/camera_info` | sensor_msgs/CameraInfo | sensor data (only with use_camera_info) |
+| pub | `kinema4d/robot_pointmap` | sensor_msgs/Image 32FC3, metres, camera optical frame | reliable, keep last 2 |
+| pub | `kinema4d/robot_mask` | sensor_msgs/Image mono8 (255 = robot) | reliable, keep last 2 |
+| pub | `kinema4d/robot_points` | sensor_msgs/PointCloud2 x y z float32, metres | reliable, keep last 2 |
+| pub | `kinema4d/projector/status` | std_msgs/String JSON (counters, last rejection reason, latency) | reliable, transient local |
+
+| parameter | default | meaning |
+|---|---|---|
+| robot | panda | robot config name or yaml path (read-only) |
+| calibration_file | "" | camera calibration yaml: extrinsics always, intrinsics unless use_camera_info |
+| use_camera_info | true | take intrinsics / size / frame id from camera/camera_info once it arrives |
+| max_stamp_age_s | 0.5 | drop joint states older than this (node clock; 0 disables) |
+| publish_points | true | publish kinema4d/robot_points |
+| points_stride | 1 | keep every n-th robot pixel in the point cloud |
+| strict_joint_names | false | reject joint states that name joints the robot does not have |
+| status_period_s | 0.5 | status topic period |
+
+Every output carries the joint state's stamp and the camera's optical frame id. Input is
+never queued: the subscription callback keeps only the newest joint state and a worker thread
+renders it, so when rendering is slower than the input the older states are dropped (counted
+as ``superseded``), never processed late. Stale and out-of-order states are dropped and counted;
+malformed messages are rejected with the reason (logged, throttled per kind, counted) and the
+node keeps running. Frames: pointmap XYZ is in the camera optical frame (x right, y down,
+z forward), metres; pixels outside the robot are 0 in the pointmap and 0 in the mask.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
+from std_msgs.msg import String
+
+from kinema4d_core.errors import InputError, Kinema4DError
+from kinema4d_ros import qos
+from kinema4d_ros.conversions import (camera_info_to_model, numpy_to_image, points_to_cloud,
+                                      stamp_to_seconds)
+from kinema4d_ros.diagnostics import Health
+from kinema4d_ros.node_main import run_node
+from kinema4d_ros.params import ParamSpec, declare_params
+
+
+def _check_calibration(path: str) -> str | None:
+    if path and not Path(path).is_file():
+        return f"calibration_file '{path}' does not exist"
+    return None
+
+
+PARAMS = (
+    ParamSpec("robot", "panda", "Robot config name (urdf/<name>.yaml) or path to a robot yaml.", read_only=True),
+    ParamSpec("calibration_file", "", "Camera calibration yaml (extrinsics T_base_camera; intrinsics unless "
+              "use_camera_info).", check=_check_calibration),
+    ParamSpec("use_camera_info", True, "Take intrinsics, image size and optical frame id from camera/camera_info."),
+    ParamSpec("max_stamp_age_s", 0.5, "Drop joint states older than this many seconds (0 disables).",
+              min=0.0, max=60.0),
+    ParamSpec("publish_points", True, "Publish kinema4d/robot_points (PointCloud2)."),
+    ParamSpec("points_stride", 1, "Keep every n-th robot pixel in kinema4d/robot_points.", min=1, max=64),
+    ParamSpec("strict_joint_names", False, "Reject joint states naming joints the robot does not have."),
+    ParamSpec("status_period_s", 0.5, "Period of kinema4d/projector/status (seconds).", min=0.05, max=60.0,
+              read_only=True),
+)
+
+
+class ProjectorNode(Node):
+    """Joint states in, robot pointmap / mask / points out (see module docstring)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("projector_node", **kwargs)
+        self.health = Health(lambda text: self.get_logger().warning(text))
+        self.p = declare_params(self, PARAMS, self._on_params)
+        from kinema4d_core.robot import load_robot
+
+        self.robot = load_robot(self.p["robot"])
+        self._lock = threading.Condition()
+        self._pending: tuple[JointState, float] | None = None
+        self._last_stamp = -np.inf
+        self._stop = False
+        self._calibration = self._load_calibration(self.p["calibration_file"])
+        self._camera = self._calibration          # what we render into (may come from camera_info)
+        self._camera_key: tuple | None = None
+        self._renderer = None
+        self._renderer_camera = None
+
+        self.pub_pointmap = self.create_publisher(Image, "kinema4d/robot_pointmap", qos.STREAM_OUT)
+        self.pub_mask = self.create_publisher(Image, "kinema4d/robot_mask", qos.STREAM_OUT)
+        self.pub_points = self.create_publisher(PointCloud2, "kinema4d/robot_points", qos.STREAM_OUT)
+        self.pub_status = self.create_publisher(String, "kinema4d/projector/status", qos.LATCHED)
+        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos.SENSOR_IN)
+        self.create_subscription(CameraInfo, "camera/camera_info", self._on_camera_info, qos.SENSOR_IN)
+        self.create_timer(self.p["status_period_s"], self._publish_status)
+        self._worker = threading.Thread(target=self._work, name="projector-render", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"projector ready: robot={self.robot.config.name} joints={len(self.robot.joint_names)} "
+            f"calibration={self.p['calibration_file'] or '(none: waiting for camera_info + calibration_file)'}")
+
+    # ---- parameters -------------------------------------------------------------------------
+    def _load_calibration(self, path: str):
+        if not path:
+            return None
+        from kinema4d_core.camera import load_calibration
+
+        return load_calibration(path)
+
+    def _on_params(self, changed: dict) -> str | None:
+        if "calibration_file" in changed:
+            try:
+                cal = self._load_calibration(changed["calibration_file"])
+            except Kinema4DError as exc:
+                return str(exc)
+            with self._lock:
+                from_info = self._camera_key is not None and self._camera is not None and cal is not None
+                self._camera = self._camera.with_pose(cal.T_base_camera) if from_info else cal
+                self._calibration = cal
+        self.p.update(changed)
+        return None
+
+    # ---- inputs -----------------------------------------------------------------------------
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self.health.count("camera_info_received")
+        if not self.p["use_camera_info"]:
+            return
+        cal = self._calibration
+        if cal is None:
+            self.health.drop("no_calibration", "camera_info ignored until calibration_file is set")
+            return
+        key = (msg.width, msg.height, tuple(msg.k), tuple(msg.d), msg.distortion_model, msg.header.frame_id)
+        if key == self._camera_key:
+            return
+        try:
+            camera = camera_info_to_model(msg, cal.T_base_camera, parent_frame=cal.parent_frame,
+                                          camera_name=cal.camera_name)
+        except Kinema4DError as exc:
+            self.health.reject("camera_info", str(exc))
+            return
+        with self._lock:
+            self._camera, self._camera_key = camera, key
+        self.get_logger().info(f"camera from camera_info: {camera.width}x{camera.height} frame {camera.child_frame}")
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        self.health.count("joint_states_received")
+        stamp = stamp_to_seconds(msg.header.stamp)
+        with self._lock:
+            if stamp > 0 and stamp < self._last_stamp:
+                self.health.drop("out_of_order", f"stamp {stamp:.6f} < last {self._last_stamp:.6f}")
+                return
+            if self._pending is not None:
+                self.health.drop("superseded", "a newer joint state arrived before the previous one was rendered")
+            self._pending = (msg, time.perf_counter())
+            self._lock.notify()
+
+    # ---- work -------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while self._pending is None and not self._stop:
+                    self._lock.wait(0.5)
+                if self._stop:
+                    return
+                msg, t_in = self._pending
+                self._pending = None
+                camera = self._camera
+            try:
+                self._process(msg, t_in, camera)
+            except Kinema4DError as exc:
+                self.health.reject("joint_state", str(exc))
+            except Exception as exc:  # a bug must not kill the render thread silently
+                self.health.reject("internal", f"{type(exc).__name__}: {exc}")
+
+    def _process(self, msg: JointState, t_in: float, camera) -> None:
+        stamp = stamp_to_seconds(msg.header.stamp)
+        max_age = float(self.p["max_stamp_age_s"])
+        if stamp > 0 and max_age > 0:
+            age = self.get_clock().now().nanoseconds * 1e-9 - stamp
+            if age > max_age:
+                self.health.drop("stale", f"joint state is {age:.3f} s old (max_stamp_age_s={max_age})")
+                return
+        if len(msg.name) != len(msg.position):
+            raise InputError(f"{len(msg.name)} names but {len(msg.position)} positions",
+                             field="joint_state.position", fix="publish one position per name")
+        names = list(msg.name)
+        positions = np.asarray(msg.position, dtype=np.float64)
+        if not self.p["strict_joint_names"]:
+            known = set(self.robot.joint_names) | set(getattr(self.robot, "mimic_joints", {}) or {})
+            unknown = [n for n in names if n not in known]
+            if unknown and not any(n in self.robot.joint_names for n in names):
+                raise InputError(f"unknown joints {unknown}; none of the robot's joints present",
+                                 field="joint_state.name", fix=f"publish {list(self.robot.joint_names)}")
+            keep = [i for i, n in enumerate(names) if n in known]
+            names, positions = [names[i] for i in keep], positions[keep]
+        q = self.robot.joint_vector(names, positions)
+        if not np.all(np.isfinite(q)):
+            bad = [n for n, v in zip(self.robot.joint_names, q) if not np.isfinite(v)]
+            raise InputError(f"non-finite positions for {bad}", field="joint_state.position",
+                             fix="publish finite joint positions")
+        clipped = np.clip(q, self.robot.lower, self.robot.upper)   # measured states stray past limits
+        if np.any(clipped != q):
+            self.health.count("clipped_to_limits")
+            q = clipped
+        if camera is None:
+            self.health.drop("no_camera", "no calibration_file / camera_info yet")
+            return
+        renderer = self._renderer_for(camera)
+        result = renderer.render_base(self.robot.mesh_poses(q))
+        with self._lock:
+            if stamp > 0 and stamp < self._last_stamp:
+                self.health.drop("out_of_order", f"stamp {stamp:.6f} older than the last output")
+                return
+            self._last_stamp = max(self._last_stamp, stamp)
+        frame = camera.child_frame
+        self.pub_pointmap.publish(numpy_to_image(result.pointmap, "32FC3", frame, msg.header.stamp))
+        self.pub_mask.publish(numpy_to_image(result.mask, "mono8", frame, msg.header.stamp))
+        if self.p["publish_points"]:
+            pts = result.pointmap[result.mask]
+            stride = int(self.p["points_stride"])
+            self.pub_points.publish(points_to_cloud(pts[::stride] if stride > 1 else pts, frame, msg.header.stamp))
+        self.health.count("published")
+        self.health.latency((time.perf_counter() - t_in) * 1e3)
+
+    def _renderer_for(self, camera):
+        if self._renderer is None or self._renderer_camera is not camera:
+            from kinema4d_core.render import RobotRenderer
+
+            self._renderer = RobotRenderer(camera, self.robot.meshes)
+            self._renderer_camera = camera
+        return self._renderer
+
+    def _publish_status(self) -> None:
+        cam = self._camera
+        self.pub_status.publish(String(data=self.health.to_json(
+            node=self.get_name(), robot=self.robot.config.name,
+            camera=None if cam is None else {"width": cam.width, "height": cam.height, "frame_id": cam.child_frame})))
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop = True
+            self._lock.notify_all()
+        self._worker.join(timeout=2.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_node(ProjectorNode, argv=argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

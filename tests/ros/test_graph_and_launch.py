@@ -1,0 +1,84 @@
+"""graph.py is the single description; launch files and the runner both derive from it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kinema4d_core.errors import ConfigError
+from kinema4d_ros import graph
+from kinema4d_ros.bringup import build_parser
+
+LAUNCH_DIR = Path(graph.__file__).resolve().parents[1] / "launch"
+
+
+@pytest.mark.parametrize("mode", graph.MODES)
+def test_launch_file_compiles_and_uses_graph_for_its_mode(mode):
+    path = LAUNCH_DIR / f"{mode}.launch.py"
+    source = path.read_text()
+    tree = ast.parse(source)
+    compile(tree, str(path), "exec")
+    imports = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert {"kinema4d_ros", "launch", "launch_ros.actions"} <= imports
+    assigned_mode = [n.value.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                     and any(getattr(t, "id", None) == "MODE" for t in n.targets)]
+    assert assigned_mode == [mode]
+    calls = {n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+    assert {"nodes_for", "defaults", "check_args"} <= calls
+    literal_configs = [n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call)
+                       and getattr(n.func, "id", None) == "LaunchConfiguration" and isinstance(n.args[0], ast.Constant)]
+    assert literal_configs and set(literal_configs) <= set(graph.ARGUMENT_NAMES)
+
+
+@pytest.mark.parametrize("mode", graph.MODES)
+def test_every_node_has_a_parameter_file_with_its_own_section(mode):
+    args = {"bag": "/nonexistent.mcap"} if mode == "replay" else {}
+    for spec in graph.nodes_for(mode, args):
+        assert spec.params_file and Path(spec.params_file).is_file(), spec
+        doc = yaml.safe_load(Path(spec.params_file).read_text())
+        assert "ros__parameters" in doc[spec.name]
+        ros_args = spec.ros_args()
+        assert ros_args[0] == "--ros-args" and "--params-file" in ros_args
+
+
+def test_sim_graph_runs_the_sim_world_and_real_graph_remaps_driver_topics():
+    sim = {s.name for s in graph.nodes_for("sim")}
+    assert sim == {"sim_world_node", "calibration_node", "projector_node", "inference_node"}
+    real = graph.nodes_for("real", {"image_topic": "/cam/color/image_raw"})
+    assert "sim_world_node" not in {s.name for s in real}
+    projector = next(s for s in real if s.name == "projector_node")
+    assert ("camera/image_raw", "/cam/color/image_raw") in projector.remappings
+    assert graph.resolve_args("replay")["use_sim_time"] == "true"
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ConfigError, match="mode"):
+        graph.nodes_for("moon")
+    with pytest.raises(ConfigError, match="no_such_arg"):
+        graph.resolve_args("sim", {"no_such_arg": "1"})
+    with pytest.raises(ConfigError, match="calibration"):
+        graph.check_args("real", {})
+    with pytest.raises(ConfigError, match="use_sim_time"):
+        graph.nodes_for("sim", {"use_sim_time": "maybe"})
+
+
+def test_runner_exposes_every_graph_argument():
+    parser = build_parser()
+    ns = parser.parse_args(["bringup", "sim", "--robot", "panda", "--backend", "kinema4d-tiny", "--run-dir", "x"])
+    assert ns.robot == "panda" and ns.backend == "kinema4d-tiny" and ns.output_root == "x"
+    bringup = next(a for a in parser._subparsers._group_actions[0].choices.values())
+    dests = {a.dest for a in bringup._actions}
+    assert set(graph.ARGUMENT_NAMES) <= dests
+
+
+def test_fastdds_profile_is_packaged_and_loopback_only():
+    from kinema4d_ros.ros_env import fastdds_profile_path
+
+    path = fastdds_profile_path()
+    assert path is not None
+    text = Path(path).read_text()
+    assert "<segment_size>33554432</segment_size>" in text and "16777216" in text
+    assert "<address>127.0.0.1</address>" in text
