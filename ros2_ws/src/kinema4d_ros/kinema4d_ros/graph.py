@@ -44,7 +44,7 @@ ARGUMENTS: tuple[Argument, ...] = (
     Argument("use_sim_time", "false", "Use /clock (true for replay; optional for sim)."),
     Argument("rviz", "false", "Start RViz2 with config/kinema4d.rviz (launch files only)."),
     Argument("task", "push", "Scripted sim task: push | pick_place.", ("sim",)),
-    Argument("seed", "0", "Seed of the first sim episode.", ("sim",)),
+    Argument("seed", "2", "Seed of the first sim episode (push: 2 succeeds, 0 fails).", ("sim",)),
     Argument("bag", "", "rosbag2 folder or .mcap/.db3 file to replay.", ("replay",)),
     Argument("rate", "1.0", "Replay speed factor.", ("replay",)),
     Argument("loop", "false", "Replay in a loop.", ("replay",)),
