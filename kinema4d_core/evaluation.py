@@ -1,0 +1,739 @@
+"""Batch evaluation: resumable per-episode runner, success detection on 4D output, success-rate
+tables (Wilson intervals, policy correlation) and PNG plots.
+
+Resumability: each job writes its outputs into ``out_dir/<job>/`` through ``StagedOutput`` and
+then, last, a completion marker ``out_dir/<job>/done.json`` (atomic). A rerun skips every job
+whose marker exists (failed jobs too, unless ``retry_failed``); a job killed before its marker
+was written left nothing in place and runs again. ``report.json`` is rebuilt from the markers.
+
+Success detection works on a pointmap in the camera optical frame (metres), the camera pose
+``T_base_camera`` and the robot mask: object points = finite points above the table plane
+(base-frame z > table_height + table_margin) outside the (dilated) robot mask, inside the
+workspace box. The same function runs on ground truth and on simulated rollouts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from kinema4d_core.errors import InputError, Kinema4DError
+from kinema4d_core.io import write_npz, write_text
+
+log = logging.getLogger("kinema4d.evaluation")
+
+MARKER = "done.json"
+REPORT = "report.json"
+
+
+# ----------------------------------------------------------------------------------------------
+# Resumable batch runner
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Job:
+    """One episode to process. ``kind``: "bag" | "robo4d" | "sim"; ``source``: path or spec."""
+
+    name: str
+    kind: str
+    source: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_job_names(jobs: Sequence[Job]) -> None:
+    names = [j.name for j in jobs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(f"job names repeat: {dup}", field="jobs", fix="give every episode a unique name")
+    bad = [n for n in names if not n or "/" in n or n.startswith(".")]
+    if bad:
+        raise InputError(f"job names {bad} cannot be folder names", field="jobs",
+                         fix="use names without '/' that do not start with '.'")
+
+
+def read_marker(job_dir: Path) -> dict[str, Any] | None:
+    """The completion marker of a job folder, or None if the job has not completed."""
+    path = job_dir / MARKER
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def run_batch(jobs: Sequence[Job], out_dir: str | Path, process: Callable[[Job, Path], dict[str, Any]], *,
+              retry_failed: bool = False, progress: bool = True, extra_report: dict[str, Any] | None = None
+              ) -> dict[str, Any]:
+    """Run ``process(job, job_dir)`` for every job not yet completed; return the batch report.
+
+    ``process`` writes its outputs under ``job_dir`` (all-or-nothing, e.g. with StagedOutput) and
+    returns a JSON-able dict stored in the marker. A ``Kinema4DError`` (or any other exception)
+    fails that job alone with its reason; KeyboardInterrupt stops the batch (completed jobs stay).
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_job_names(jobs)
+    todo, reused = [], 0
+    for job in jobs:
+        marker = read_marker(out_dir / job.name)
+        if marker is not None and (marker.get("status") == "ok" or not retry_failed):
+            reused += 1
+        else:
+            todo.append(job)
+    log.info("batch: %d jobs, %d already complete, %d to run", len(jobs), reused, len(todo))
+    bar = tqdm(todo, desc="episodes", unit="ep", disable=not progress, leave=False)
+    for job in bar:
+        bar.set_postfix_str(job.name)
+        job_dir = out_dir / job.name
+        t0 = time.monotonic()
+        try:
+            info = process(job, job_dir) or {}
+            marker = {"name": job.name, "kind": job.kind, "source": job.source, "status": "ok", "reason": None,
+                      **info}
+        except Kinema4DError as exc:
+            marker = {"name": job.name, "kind": job.kind, "source": job.source, "status": "failed",
+                      "reason": str(exc)}
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # an unexpected bug must not sink the other episodes
+            log.exception("job %s crashed", job.name)
+            marker = {"name": job.name, "kind": job.kind, "source": job.source, "status": "failed",
+                      "reason": f"unexpected {type(exc).__name__}: {exc}"}
+        marker["seconds"] = round(time.monotonic() - t0, 3)
+        write_text(job_dir / MARKER, json.dumps(_jsonable(marker), indent=2))
+        log.info("episode %s: %s%s (%.1f s)", job.name, marker["status"],
+                 f" - {marker['reason']}" if marker["reason"] else "", marker["seconds"])
+    return write_batch_report(jobs, out_dir, extra_report)
+
+
+def write_batch_report(jobs: Sequence[Job], out_dir: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Collect every job's marker into ``out_dir/report.json`` (jobs without one: "pending")."""
+    episodes = []
+    for job in jobs:
+        marker = read_marker(out_dir / job.name) or {"name": job.name, "kind": job.kind, "source": job.source,
+                                                      "status": "pending", "reason": "not run yet"}
+        episodes.append(marker)
+    counts: dict[str, int] = {}
+    for e in episodes:
+        counts[e["status"]] = counts.get(e["status"], 0) + 1
+    report = {"episodes": episodes, "counts": counts, **(extra or {})}
+    write_text(out_dir / REPORT, json.dumps(_jsonable(report), indent=2))
+    return report
+
+
+def _jsonable(value: Any) -> Any:
+    from kinema4d_core.metrics import jsonable
+
+    return jsonable(value)
+
+
+# ----------------------------------------------------------------------------------------------
+# Success detection
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SuccessCriteria:
+    """Task success on 4D output, base frame, metres.
+
+    task: "lift" (the object's visible points rise, median z, more than ``lift_height`` above
+          their height in the first frame where the object is seen; a camera sees only part of
+          a resting object, so its own start is the reference, not the table)
+          or "place" (object centroid inside ``target_region`` (xmin, xmax, ymin, ymax) at the end).
+    """
+
+    task: str = "lift"
+    table_height: float = 0.0
+    lift_height: float = 0.05
+    target_region: tuple[float, float, float, float] | None = None
+    table_margin: float = 0.01
+    workspace: tuple[float, float, float, float] | None = None
+    min_points: int = 10
+    robot_dilation_px: int = 2
+
+    def __post_init__(self) -> None:
+        if self.task not in ("lift", "place"):
+            raise InputError(f"unknown task {self.task!r}", field="task", fix="use lift or place")
+        if self.task == "place" and self.target_region is None:
+            raise InputError("place needs a target region", field="target_region",
+                             fix="pass --region XMIN XMAX YMIN YMAX (metres, base frame)")
+
+
+@dataclass(frozen=True)
+class SuccessResult:
+    """Outcome and the evidence: per-frame object rise (median z of the object points minus that
+    of the first frame with object points; m, NaN where none) and the last frame's object
+    centroid (x, y) in the base frame."""
+
+    success: bool
+    lift: np.ndarray
+    final_xy: tuple[float, float] | None
+    frames_with_object: int
+
+
+def segment_object_points(pointmap: np.ndarray, robot_mask: np.ndarray | None, T_base_camera: np.ndarray,
+                          criteria: SuccessCriteria) -> np.ndarray:
+    """Object points (N,3) in the base frame of one (H,W,3) camera-frame pointmap (metres)."""
+    from scipy.ndimage import binary_dilation
+
+    pts = np.asarray(pointmap, np.float64).reshape(-1, 3)
+    keep = np.all(np.isfinite(pts), axis=1) & (np.abs(pts).sum(axis=1) > 0)
+    if robot_mask is not None:
+        m = np.asarray(robot_mask, bool)
+        if criteria.robot_dilation_px > 0:
+            m = binary_dilation(m, iterations=criteria.robot_dilation_px)
+        keep &= ~m.reshape(-1)
+    T = np.asarray(T_base_camera, np.float64)
+    base = pts[keep] @ T[:3, :3].T + T[:3, 3]
+    sel = base[:, 2] > criteria.table_height + criteria.table_margin
+    if criteria.workspace is not None:
+        x0, x1, y0, y1 = criteria.workspace
+        sel &= (base[:, 0] >= x0) & (base[:, 0] <= x1) & (base[:, 1] >= y0) & (base[:, 1] <= y1)
+    return base[sel]
+
+
+def detect_success(pointmap: np.ndarray, robot_mask: np.ndarray | None, T_base_camera: np.ndarray,
+                   criteria: SuccessCriteria) -> SuccessResult:
+    """Success of a (T,H,W,3) camera-frame pointmap sequence (metres) under ``criteria``."""
+    pm = np.asarray(pointmap)
+    if pm.ndim != 4 or pm.shape[-1] != 3:
+        raise InputError(f"expected (T,H,W,3) pointmaps, got {pm.shape}", field="pointmap")
+    lift = np.full(pm.shape[0], np.nan)
+    final_xy = None
+    for t in range(pm.shape[0]):
+        obj = segment_object_points(pm[t], None if robot_mask is None else robot_mask[t], T_base_camera, criteria)
+        if len(obj) >= criteria.min_points:
+            lift[t] = float(np.median(obj[:, 2]))
+            if t == pm.shape[0] - 1:
+                final_xy = (float(np.median(obj[:, 0])), float(np.median(obj[:, 1])))
+    seen = int(np.sum(np.isfinite(lift)))
+    if seen:
+        lift = lift - lift[np.flatnonzero(np.isfinite(lift))[0]]
+    if criteria.task == "lift":
+        success = bool(seen and np.nanmax(lift) > criteria.lift_height)
+    else:
+        x0, x1, y0, y1 = criteria.target_region  # type: ignore[misc]
+        success = final_xy is not None and x0 <= final_xy[0] <= x1 and y0 <= final_xy[1] <= y1
+    return SuccessResult(success=bool(success), lift=lift, final_xy=final_xy, frames_with_object=seen)
+
+
+# ----------------------------------------------------------------------------------------------
+# Success-rate tables
+# ----------------------------------------------------------------------------------------------
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (95 % for z = 1.96); (0, 1) when n = 0."""
+    if n <= 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One evaluated episode: ground-truth and simulated success (None where unknown)."""
+
+    scenario: str
+    policy: str
+    episode: str
+    gt_success: bool | None
+    sim_success: bool | None
+
+
+def _rate(values: Iterable[bool | None]) -> tuple[int, int]:
+    vals = [bool(v) for v in values if v is not None]
+    return sum(vals), len(vals)
+
+
+def success_table(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
+    """Per scenario (and "all"): GT and simulated success rates, Wilson 95 % CIs, sim - GT."""
+    rows = []
+    scenarios = sorted({o.scenario for o in outcomes}) + (["all"] if outcomes else [])
+    for sc in scenarios:
+        group = [o for o in outcomes if sc == "all" or o.scenario == sc]
+        kg, ng = _rate(o.gt_success for o in group)
+        ks, ns = _rate(o.sim_success for o in group)
+        gt = kg / ng if ng else None
+        sim = ks / ns if ns else None
+        rows.append({"scenario": sc, "episodes": len(group), "gt_rate": gt, "gt_ci": wilson_interval(kg, ng),
+                     "gt_n": ng, "sim_rate": sim, "sim_ci": wilson_interval(ks, ns), "sim_n": ns,
+                     "difference": (sim - gt) if gt is not None and sim is not None else None})
+    return rows
+
+
+def policy_correlation(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    """Pearson and Spearman correlation of GT vs simulated success rates across policies.
+
+    Needs at least 3 policies with both rates and non-constant rates; otherwise the entries say
+    why they are unavailable.
+    """
+    from scipy import stats
+
+    rates = []
+    for pol in sorted({o.policy for o in outcomes}):
+        kg, ng = _rate(o.gt_success for o in outcomes if o.policy == pol)
+        ks, ns = _rate(o.sim_success for o in outcomes if o.policy == pol)
+        if ng and ns:
+            rates.append((pol, kg / ng, ks / ns))
+    out: dict[str, Any] = {"policies": [{"policy": p, "gt_rate": g, "sim_rate": s} for p, g, s in rates]}
+    if len(rates) < 3:
+        reason = f"unavailable: needs >= 3 policies with GT and simulated outcomes, have {len(rates)}"
+        out.update(pearson=reason, spearman=reason)
+        return out
+    g = np.array([r[1] for r in rates])
+    s = np.array([r[2] for r in rates])
+    if np.ptp(g) == 0 or np.ptp(s) == 0:
+        reason = "unavailable: success rates are constant across policies"
+        out.update(pearson=reason, spearman=reason)
+        return out
+    out["pearson"] = float(stats.pearsonr(g, s)[0])
+    out["spearman"] = float(stats.spearmanr(g, s)[0])
+    return out
+
+
+def _fmt_rate(rate: float | None, ci: Sequence[float]) -> str:
+    return "n/a" if rate is None else f"{rate:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def table_markdown(rows: Sequence[dict[str, Any]], correlation: dict[str, Any] | None = None) -> str:
+    """The paper's policy-evaluation table: per scenario GT vs simulated success rate (95 % Wilson
+    CI) and their difference, plus the cross-policy correlation."""
+    lines = ["| Scenario | Episodes | Ground truth | Simulated | Sim - GT |", "|---|---|---|---|---|"]
+    for r in rows:
+        diff = "n/a" if r["difference"] is None else f"{r['difference']:+.2f}"
+        lines.append(f"| {r['scenario']} | {r['episodes']} | {_fmt_rate(r['gt_rate'], r['gt_ci'])} | "
+                     f"{_fmt_rate(r['sim_rate'], r['sim_ci'])} | {diff} |")
+    if correlation is not None:
+        fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+        lines += ["", f"Correlation across policies (GT vs simulated success rate): "
+                      f"Pearson {fmt(correlation['pearson'])}, Spearman {fmt(correlation['spearman'])}."]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# Plots (PIL, no matplotlib)
+# ----------------------------------------------------------------------------------------------
+
+PALETTE = [(52, 101, 164), (237, 125, 49), (112, 173, 71), (165, 165, 165), (255, 192, 0)]
+
+
+def bar_chart_png(path: str | Path, labels: Sequence[str], series: dict[str, Sequence[float | None]],
+                  title: str, ylabel: str = "", size: tuple[int, int] = (720, 400)) -> None:
+    """Grouped bar chart written atomically as PNG. None / non-finite values are drawn as gaps."""
+    from PIL import Image, ImageDraw
+
+    from kinema4d_core.io import atomic_path
+
+    w, h = size
+    img = Image.new("RGB", (w, h), "white")
+    draw = ImageDraw.Draw(img)
+    left, right, top, bottom = 60, 20, 40, 70
+    vals = [float(v) for s in series.values() for v in s if v is not None and np.isfinite(v)]
+    vmax = max(vals + [1e-9]) * 1.1
+    vmin = min(vals + [0.0])
+    vmin = vmin * 1.1 if vmin < 0 else 0.0
+    y_of = lambda v: top + (h - top - bottom) * (vmax - v) / (vmax - vmin)  # noqa: E731
+    draw.text((left, 10), title, fill="black")
+    draw.text((5, top - 15), ylabel, fill="black")
+    draw.line([(left, top), (left, h - bottom), (w - right, h - bottom)], fill="black")
+    for k in range(5):
+        v = vmin + (vmax - vmin) * k / 4
+        draw.line([(left - 4, y_of(v)), (left, y_of(v))], fill="black")
+        draw.text((5, y_of(v) - 6), f"{v:.3g}", fill="black")
+    n, m = max(len(labels), 1), max(len(series), 1)
+    group_w = (w - left - right) / n
+    bar_w = group_w * 0.8 / m
+    for i, lab in enumerate(labels):
+        x0 = left + i * group_w + group_w * 0.1
+        for j, (name, values) in enumerate(series.items()):
+            v = values[i] if i < len(values) else None
+            if v is None or not np.isfinite(v):
+                continue
+            xa = x0 + j * bar_w
+            draw.rectangle([xa, min(y_of(v), y_of(0)), xa + bar_w - 2, max(y_of(v), y_of(0))],
+                           fill=PALETTE[j % len(PALETTE)])
+        draw.text((x0, h - bottom + 5), str(lab)[:14], fill="black")
+    for j, name in enumerate(series):
+        draw.rectangle([left + 10 + 150 * j, h - 22, left + 22 + 150 * j, h - 10], fill=PALETTE[j % len(PALETTE)])
+        draw.text((left + 28 + 150 * j, h - 23), name, fill="black")
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+
+
+def outcomes_to_json(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
+    """Outcomes as JSON-able dicts."""
+    return [asdict(o) for o in outcomes]
+
+
+# ----------------------------------------------------------------------------------------------
+# Offline replay pipeline: sensor episode -> robot pointmap -> simulation -> outputs
+# ----------------------------------------------------------------------------------------------
+
+GT_FILE = "ground_truth.npz"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """What every episode of a replay/evaluation batch shares.
+
+    backend_options are passed to ``make_backend``; ``n_frames`` is the model's sequence length
+    (49 for Kinema4D); ``write_bag`` writes the rollout as a bag (``storage``) beside it.
+    """
+
+    robot: str
+    calibration: str
+    backend: str = "static-scene"
+    backend_options: tuple[tuple[str, Any], ...] = ()
+    n_frames: int = 49
+    seed: int = 42
+    steps: int = 50
+    write_bag: bool = True
+    bag_storage: str = "mcap"
+
+
+_CACHE: dict[Any, Any] = {}
+
+
+def _cached(key: Any, make: Callable[[], Any]) -> Any:
+    if key not in _CACHE:
+        if len(_CACHE) > 8:
+            _CACHE.clear()
+        _CACHE[key] = make()
+    return _CACHE[key]
+
+
+LIMIT_SLACK = 0.01  # rad or m: measured joint states may overshoot the URDF limits by this much
+
+
+def clip_to_limits(robot: Any, names: Sequence[str], positions: np.ndarray,
+                   slack: float = LIMIT_SLACK) -> tuple[np.ndarray, int]:
+    """Clip measured positions (T,N) that overshoot the robot's limits by at most ``slack``
+    (encoder noise, a gripper squeezing past zero); larger violations are left for the
+    trajectory check to report. Returns (positions, number of clipped values)."""
+    q = np.array(positions, np.float64, copy=True)
+    index = {n: i for i, n in enumerate(robot.joint_names)}
+    clipped = 0
+    for col, name in enumerate(names):
+        if name not in index:
+            continue
+        lo, hi = float(robot.lower[index[name]]), float(robot.upper[index[name]])
+        v = q[:, col]
+        near = ((v < lo) & (v >= lo - slack)) | ((v > hi) & (v <= hi + slack))
+        clipped += int(near.sum())
+        q[:, col] = np.where(near, np.clip(v, lo, hi), v)
+    return q, clipped
+
+
+def simulate_sensor_episode(episode: Any, cfg: PipelineConfig, job_dir: Path, camera: Any = None) -> dict[str, Any]:
+    """Run robot pointmap -> backend -> outputs for one ``episodes.SensorEpisode``.
+
+    Writes ``job_dir/rollout.npz`` (+ videos, via rollout.save_rollout), ``ground_truth.npz``
+    (recorded rgb resized to the camera, depth if recorded, robot mask, K, T_base_camera, stamps)
+    and, with ``cfg.write_bag``, ``job_dir/rollout_bag``. Returns a summary for the report.
+    camera: a CameraModel to use instead of loading ``cfg.calibration``.
+    """
+    import cv2
+
+    from kinema4d_core.backends import GenerationRequest, make_backend
+    from kinema4d_core.camera import load_calibration
+    from kinema4d_core.io import StagedOutput
+    from kinema4d_core.projection import project_trajectory
+    from kinema4d_core.robot import load_robot
+    from kinema4d_core.rollout import save_rollout
+    from kinema4d_core.trajectory import from_positions
+
+    robot = _cached(("robot", cfg.robot), lambda: load_robot(cfg.robot))
+    if camera is None:
+        camera = _cached(("camera", cfg.calibration), lambda: load_calibration(cfg.calibration))
+    backend = _cached(("backend", cfg.backend, cfg.backend_options),
+                      lambda: make_backend(cfg.backend, **dict(cfg.backend_options)))
+    rgb = np.asarray(episode.rgb)
+    resized = rgb.shape[1:3] != (camera.height, camera.width)
+    if resized:
+        rgb = np.stack([cv2.resize(f, (camera.width, camera.height), interpolation=cv2.INTER_AREA) for f in rgb])
+    depth = episode.depth
+    if depth is not None and depth.shape[1:3] != (camera.height, camera.width):
+        depth = np.stack([cv2.resize(d, (camera.width, camera.height), interpolation=cv2.INTER_NEAREST)
+                          for d in depth])
+    stamps = np.asarray(episode.stamps, np.float64)
+    positions, clipped = clip_to_limits(robot, episode.joint_names, episode.joint_positions)
+    traj = from_positions(robot, list(episode.joint_names), positions, stamps=stamps - stamps[0])
+    cond = project_trajectory(robot, camera, traj, n_frames=cfg.n_frames)
+    request = GenerationRequest(first_frame=rgb[0], robot=cond,
+                                first_depth=None if depth is None else np.nan_to_num(depth[0]),
+                                seed=cfg.seed, steps=cfg.steps)
+    rollout = backend.generate(request)
+    save_rollout(rollout, job_dir)
+    gt = {"rgb": rgb, "stamps": stamps, "robot_mask": np.asarray(cond.mask), "K": camera.K,
+          "T_base_camera": camera.T_base_camera, "joint_positions": np.asarray(episode.joint_positions)}
+    if depth is not None:
+        gt["depth"] = depth.astype(np.float32)
+    with StagedOutput(job_dir) as st:
+        write_npz(st.path(GT_FILE), gt)
+    summary: dict[str, Any] = {"frames": int(len(rgb)), "alignment": episode.alignment,
+                               "positions_clipped_to_limits": clipped,
+                               "resized_to_calibration": bool(resized), "backend": cfg.backend,
+                               "start_s": float(stamps[0]), "end_s": float(stamps[-1])}
+    if cfg.write_bag:
+        from kinema4d_core.bags import write_rollout_bag
+        import shutil
+
+        bag_path = job_dir / "rollout_bag"
+        if bag_path.exists():  # left by a run killed before its marker: regenerate
+            shutil.rmtree(bag_path)
+        n = len(rollout.rgb)
+        bag_stamps = stamps if len(stamps) == n else np.linspace(stamps[0], stamps[-1], n)
+        write_rollout_bag(bag_path, rollout, bag_stamps, storage=cfg.bag_storage,
+                          frame_id=getattr(camera, "child_frame", "camera_optical_frame"))
+        summary["bag"] = str(bag_path.name)
+    return summary
+
+
+def bag_jobs(bag_paths: Sequence[str | Path], topics: Any, split: Any, *, tolerance: float,
+             n_frames: int) -> tuple[list[Job], list[dict[str, Any]]]:
+    """Episode jobs for every bag. A bag that cannot be read becomes one failed entry (returned
+    separately) instead of stopping the others."""
+    from kinema4d_core.bags import read_bag
+    from kinema4d_core.episodes import split_episodes
+
+    jobs: list[Job] = []
+    failures: list[dict[str, Any]] = []
+    multi = len(bag_paths) > 1
+    for path in bag_paths:
+        prefix = (Path(path).name.replace(".", "_") + "_" if multi else "") + "episode"
+        try:
+            bag = read_bag(path, topics)
+            ranges = split_episodes(split, bag.images.stamps, bag.marker_stamps, prefix=prefix)
+        except Kinema4DError as exc:
+            failures.append({"name": Path(path).name, "kind": "bag", "source": str(path), "status": "failed",
+                             "reason": str(exc)})
+            continue
+        _CACHE[("bag", str(path), topics)] = bag
+        for r in ranges:
+            jobs.append(Job(r.name, "bag", str(path), {"start": r.start, "end": r.end, "tolerance": tolerance,
+                                                       "n_frames": n_frames}))
+    return jobs, failures
+
+
+def process_bag_job(job: Job, job_dir: Path, topics: Any, cfg: PipelineConfig) -> dict[str, Any]:
+    """Batch ``process`` for a bag episode job (see ``bag_jobs``)."""
+    from kinema4d_core.bags import read_bag
+    from kinema4d_core.episodes import TimeRange, episode_from_bag
+
+    bag = _cached(("bag", job.source, topics), lambda: read_bag(job.source, topics))
+    p = job.params
+    ep = episode_from_bag(bag, TimeRange(job.name, p["start"], p["end"]), tolerance=p["tolerance"],
+                          min_frames=p["n_frames"], n_frames=p["n_frames"])
+    return simulate_sensor_episode(ep, cfg, job_dir)
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluating a replay / batch folder
+# ----------------------------------------------------------------------------------------------
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _resize_video(frames: np.ndarray, hw: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    import cv2
+
+    if frames.shape[1:3] == hw:
+        return frames
+    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA
+    return np.stack([cv2.resize(f, (hw[1], hw[0]), interpolation=interp) for f in frames])
+
+
+def _match_length(gt: np.ndarray, n: int) -> np.ndarray:
+    if len(gt) == n:
+        return gt
+    from kinema4d_core.episodes import uniform_indices
+
+    return gt[uniform_indices(len(gt), n)]
+
+
+def evaluate_episode(job_dir: Path, criteria: SuccessCriteria | None, *, robo4d_root: Path | None = None,
+                     with_lpips: bool = True) -> dict[str, Any]:
+    """Metrics (and success on GT and prediction) of one completed episode folder."""
+    from kinema4d_core.metrics import depth_to_pointmap, pointmap_metrics, video_metrics
+
+    roll = _load_npz(job_dir / "rollout.npz")
+    pred_rgb, pred_pm = roll["rgb"], roll["pointmap"].astype(np.float64)
+    T_bc = roll["T_base_camera"]
+    n, hw = len(pred_rgb), pred_rgb.shape[1:3]
+    out: dict[str, Any] = {}
+    gt_path = job_dir / GT_FILE
+    gt = _load_npz(gt_path) if gt_path.is_file() else None
+    if gt is None and robo4d_root is not None:
+        from kinema4d_core.episodes import read_robo4d_episode
+
+        ep = read_robo4d_episode(robo4d_root, job_dir.name)
+        gt = {"rgb": ep.rgb, "robot_mask": ep.robot_mask}
+        out["ground_truth"] = "robo4d"
+    if gt is None:
+        out["video"] = "unavailable: no ground truth (ground_truth.npz or --robo4d)"
+        return out
+    gt_rgb = _resize_video(_match_length(gt["rgb"], n), hw)
+    out["video"] = video_metrics(pred_rgb, gt_rgb, with_lpips=with_lpips)
+    mask = gt.get("robot_mask")
+    if mask is not None:
+        mask = _resize_video(_match_length(mask.astype(np.uint8), n), hw, nearest=True).astype(bool)
+    if "depth" in gt:
+        depth = _resize_video(_match_length(gt["depth"], n), hw, nearest=True)
+        K = np.asarray(gt["K"], np.float64).copy()
+        sy, sx = hw[0] / gt["depth"].shape[1], hw[1] / gt["depth"].shape[2]
+        K[0] *= sx
+        K[1] *= sy
+        gt_pm = depth_to_pointmap(depth, K)
+        valid = np.isfinite(depth) & np.all(np.isfinite(pred_pm), axis=-1)
+        out["geometry"] = pointmap_metrics(pred_pm, gt_pm, valid)
+        if criteria is not None:
+            g = detect_success(gt_pm, mask, T_bc, criteria)
+            out["gt_success"] = g.success
+            out["gt_max_lift_m"] = float(np.nanmax(g.lift)) if g.frames_with_object else None
+    else:
+        out["geometry"] = "unavailable: no ground-truth depth was recorded"
+    if criteria is not None:
+        s = detect_success(pred_pm, mask, T_bc, criteria)
+        out["sim_success"] = s.success
+        out["sim_max_lift_m"] = float(np.nanmax(s.lift)) if s.frames_with_object else None
+    return out
+
+
+def evaluate_directory(run_dir: str | Path, criteria: SuccessCriteria | None = None, *,
+                       robo4d_root: str | Path | None = None, with_lpips: bool = True) -> dict[str, Any]:
+    """Evaluate every completed episode of a replay/batch folder and write ``evaluation.json``,
+    ``evaluation.md`` and ``plots/*.png`` into it. Episodes that cannot be evaluated are listed
+    with their reason; the rest are evaluated."""
+    run_dir = Path(run_dir)
+    report_path = run_dir / REPORT
+    if not report_path.is_file():
+        raise InputError(f"{report_path} does not exist", field="DIR",
+                         fix="pass a folder written by `kinema4d replay` (or the batch runner)")
+    report = json.loads(report_path.read_text())
+    episodes: list[dict[str, Any]] = []
+    outcomes: list[Outcome] = []
+    for entry in report.get("episodes", []):
+        row: dict[str, Any] = {"name": entry["name"], "status": entry.get("status")}
+        if entry.get("status") != "ok":
+            row["reason"] = entry.get("reason")
+            episodes.append(row)
+            continue
+        try:
+            row.update(evaluate_episode(run_dir / entry["name"], criteria,
+                                        robo4d_root=Path(robo4d_root) if robo4d_root else None,
+                                        with_lpips=with_lpips))
+        except Kinema4DError as exc:
+            row.update(status="not evaluated", reason=str(exc))
+        if "gt_success" not in row and entry.get("gt_success") is not None:
+            row["gt_success"] = bool(entry["gt_success"])  # e.g. the sim world's own judgement
+        episodes.append(row)
+        if row.get("gt_success") is not None or row.get("sim_success") is not None:
+            outcomes.append(Outcome(entry.get("scenario", "default"), entry.get("policy", "default"), entry["name"],
+                                    row.get("gt_success"), row.get("sim_success")))
+    summary = _summarize(episodes)
+    table = success_table(outcomes)
+    corr = policy_correlation(outcomes)
+    result = {"run_dir": str(run_dir), "criteria": asdict(criteria) if criteria else None, "summary": summary,
+              "episodes": episodes, "success_table": table, "policy_correlation": corr}
+    write_text(run_dir / "evaluation.json", json.dumps(_jsonable(result), indent=2))
+    write_text(run_dir / "evaluation.md", _evaluation_markdown(result))
+    _evaluation_plots(run_dir / "plots", episodes, table)
+    return result
+
+
+_SUMMARY_KEYS = (("video", "psnr"), ("video", "ssim"), ("video", "temp_rgb"), ("geometry", "cd_l1"),
+                 ("geometry", "cd_l2"), ("geometry", "fscore"), ("geometry", "temp_cd_l1"), ("geometry", "flow_epe"))
+
+
+def _summarize(episodes: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"episodes": len(episodes),
+                           "evaluated": sum(1 for e in episodes if isinstance(e.get("video"), dict))}
+    for group, key in _SUMMARY_KEYS:
+        vals = [e[group][key] for e in episodes if isinstance(e.get(group), dict) and key in e[group]]
+        vals = [v for v in vals if isinstance(v, (int, float)) and np.isfinite(v)]
+        out[f"{group}.{key}"] = float(np.mean(vals)) if vals else None
+    return out
+
+
+def _evaluation_markdown(result: dict[str, Any]) -> str:
+    s = result["summary"]
+    lines = [f"# Evaluation of {result['run_dir']}", "",
+             f"{s['evaluated']} of {s['episodes']} episodes evaluated.", "",
+             "| Metric | Mean |", "|---|---|"]
+    for group, key in _SUMMARY_KEYS:
+        v = s.get(f"{group}.{key}")
+        lines.append(f"| {key} | {'n/a' if v is None else f'{v:.4g}'} |")
+    lines += ["", "## Episodes", "", "| Episode | Status | PSNR | SSIM | CD-L1 (m) | F@0.01 | GT success | Sim success |",
+              "|---|---|---|---|---|---|---|---|"]
+    for e in result["episodes"]:
+        v = e.get("video") if isinstance(e.get("video"), dict) else {}
+        g = e.get("geometry") if isinstance(e.get("geometry"), dict) else {}
+        f = lambda d, k: f"{d[k]:.4g}" if isinstance(d.get(k), (int, float)) else "n/a"  # noqa: E731
+        status = e["status"] + (f" ({e['reason']})" if e.get("reason") else "")
+        lines.append(f"| {e['name']} | {status} | {f(v, 'psnr')} | {f(v, 'ssim')} | {f(g, 'cd_l1')} | "
+                     f"{f(g, 'fscore')} | {e.get('gt_success', 'n/a')} | {e.get('sim_success', 'n/a')} |")
+    if result["success_table"]:
+        lines += ["", "## Policy evaluation (success rate, 95 % Wilson interval)", "",
+                  table_markdown(result["success_table"], result["policy_correlation"])]
+    return "\n".join(lines) + "\n"
+
+
+def _evaluation_plots(plot_dir: Path, episodes: Sequence[dict[str, Any]], table: Sequence[dict[str, Any]]) -> None:
+    evaluated = [e for e in episodes if isinstance(e.get("video"), dict)]
+    if evaluated:
+        names = [e["name"] for e in evaluated]
+        bar_chart_png(plot_dir / "psnr.png", names, {"PSNR (dB)": [e["video"]["psnr"] for e in evaluated]},
+                      "PSNR per episode", "dB")
+        bar_chart_png(plot_dir / "ssim.png", names, {"SSIM": [e["video"]["ssim"] for e in evaluated]},
+                      "SSIM per episode")
+        geo = [e for e in evaluated if isinstance(e.get("geometry"), dict)]
+        if geo:
+            bar_chart_png(plot_dir / "chamfer.png", [e["name"] for e in geo],
+                          {"CD-L1 (m)": [e["geometry"]["cd_l1"] for e in geo]}, "Chamfer L1 per episode", "m")
+    if table:
+        bar_chart_png(plot_dir / "success_rate.png", [r["scenario"] for r in table],
+                      {"ground truth": [r["gt_rate"] for r in table], "simulated": [r["sim_rate"] for r in table]},
+                      "Success rate per scenario")
+
+
+# ----------------------------------------------------------------------------------------------
+# Simulated-world policy rollouts as episodes (benchmark)
+# ----------------------------------------------------------------------------------------------
+
+def sim_jobs(n: int, tasks: Sequence[str], *, policy: str = "scripted", n_frames: int = 49) -> list[Job]:
+    """``n`` simulated episodes per task (seeds 0..n-1), scenario = task."""
+    return [Job(f"{task}_{policy}_{seed:03d}", "sim", task, {"seed": seed, "policy": policy, "n_frames": n_frames})
+            for task in tasks for seed in range(n)]
+
+
+def process_sim_job(job: Job, job_dir: Path, cfg: PipelineConfig) -> dict[str, Any]:
+    """Run the sim world's scripted policy for the job's task and seed, then the pipeline on its
+    recording (the sim's own depth is the geometry ground truth; its success is the GT outcome)."""
+    from kinema4d_core.episodes import SensorEpisode
+    from kinema4d_core.simworld.world import SimWorld
+
+    p = job.params
+    with SimWorld() as world:
+        ep = world.run_episode(job.source, n_frames=p["n_frames"], seed=p["seed"])
+        camera = world.camera_model()
+    sensor = SensorEpisode(name=job.name, stamps=np.asarray(ep.stamps, np.float64), rgb=ep.rgb,
+                           joint_names=tuple(ep.joint_names), joint_positions=ep.joint_positions,
+                           depth=np.where(ep.depth > 0, ep.depth, np.nan).astype(np.float32),
+                           alignment={"source": "simworld"})
+    summary = simulate_sensor_episode(sensor, cfg, job_dir, camera=camera)
+    summary.update(scenario=job.source, policy=p["policy"], seed=p["seed"], gt_success=bool(ep.success))
+    return summary
