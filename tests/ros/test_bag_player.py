@@ -51,7 +51,7 @@ def test_player_republishes_joint_states_images_and_clock(tmp_path, ros_env, sto
             with lock:
                 return any(json.loads(m.data)["state"] == "finished" for m in got["status"])
         wait_for(finished, 30, f"the player to finish; log:\n{proc.output()}")
-        wait_for(lambda: len(got["joints"]) == 20 and len(got["images"]) == 10, 5, "all messages")
+        wait_for(lambda: len(got["joints"]) == 20 and len(got["images"]) == 10, 15, "all messages")
         with lock:
             names = tuple(got["joints"][0].name)
             stamps = [m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for m in got["images"]]

@@ -6,8 +6,8 @@ message type has no Python package in this environment are skipped (listed in th
 
 | kind | name | type | QoS |
 |---|---|---|---|
-| pub | every recorded topic (or those in `topics`) | as recorded | reliable, keep last 10 |
-| pub | `/clock` | rosgraph_msgs/Clock: bag time of the playback, every `clock_period_s` and before each message | reliable, keep last 10 |
+| pub | every recorded topic (or those in `topics`) | as recorded | reliable, keep last 100 |
+| pub | `/clock` | rosgraph_msgs/Clock: bag time of the playback, every `clock_period_s` and before each message | reliable, keep last 100 |
 | pub | `bag_player/status` | std_msgs/String JSON: state (playing/finished), loop count, messages published | reliable, transient local, depth 1 |
 
 | parameter | default | meaning |
@@ -52,6 +52,8 @@ def message_class(msgtype: str) -> Any | None:
         return None
 
 
+PLAYBACK_HISTORY_DEPTH = 100  # per publisher, messages
+
 class BagPlayer(Node):
     """Plays one bag in a background thread (see module docstring)."""
 
@@ -78,7 +80,9 @@ class BagPlayer(Node):
         if missing:
             raise ConfigError(f"topics {missing} are not in the bag ({sorted(available)})", field="topics",
                               fix="list topics that the bag has, or leave topics empty")
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        # Reliable with a deep history: playback is bursty (rate > 1), and with KEEP_LAST a slow
+        # subscriber loses any sample that falls out of the writer's history before it is acked.
+        qos = QoSProfile(depth=PLAYBACK_HISTORY_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
         self.pubs: dict[str, Any] = {}
         skipped = []
         for topic, msgtype in sorted(available.items()):
