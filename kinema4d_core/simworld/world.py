@@ -133,27 +133,25 @@ class SimWorld:
             depth = r.render().astype(np.float32)
         finally:
             r.disable_depth_rendering()
-        r.enable_segmentation_rendering()
-        try:
-            self._update(r)
-            seg = r.render()
-        finally:
-            r.disable_segmentation_rendering()
+        seg = self._render_segmentation(r)
         is_geom = seg[..., 1] == int(mujoco.mjtObj.mjOBJ_GEOM)
         mask = is_geom & np.isin(seg[..., 0], self.robot_geom_ids)
         depth[seg[..., 0] < 0] = 0.0   # background: no surface hit
         return SimFrame(rgb=rgb, depth=depth, robot_mask=mask, object_poses=self.object_poses(),
                         joint_positions=self.joint_positions(), stamp=float(self.data.time))
 
-    def segmentation(self) -> np.ndarray:
-        """(H,W) geom id per pixel (-1 background)."""
-        r = self._get_renderer()
+    def _render_segmentation(self, r) -> np.ndarray:
+        """(H,W,2) MuJoCo segmentation: (object id, object type) per pixel, -1 where nothing."""
         r.enable_segmentation_rendering()
         try:
             self._update(r)
-            seg = r.render()
+            return r.render()
         finally:
             r.disable_segmentation_rendering()
+
+    def segmentation(self) -> np.ndarray:
+        """(H,W) geom id per pixel (-1 background)."""
+        seg = self._render_segmentation(self._get_renderer())
         return np.where(seg[..., 1] == int(mujoco.mjtObj.mjOBJ_GEOM), seg[..., 0], -1)
 
     def camera_model(self):
