@@ -106,20 +106,43 @@ def read_safetensors(path: Path, field: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is not a readable safetensors file ({exc})", field=field) from exc
 
 
-def read_transformer_weights(transformer_dir: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a diffusers model folder (single file or sharded with an index)."""
+def transformer_weight_files(transformer_dir: Path) -> list[Path]:
+    """The safetensors file(s) of a diffusers model folder (single file, or the shards of its index)."""
     transformer_dir = Path(transformer_dir)
     single = transformer_dir / "diffusion_pytorch_model.safetensors"
     index = transformer_dir / "diffusion_pytorch_model.safetensors.index.json"
     if single.exists():
-        return read_safetensors(single, "base/transformer")
+        return [single]
     if index.exists():
-        shards = sorted(set(read_json(index, "base/transformer")["weight_map"].values()))
-        state: dict[str, torch.Tensor] = {}
-        for shard in shards:
-            state.update(read_safetensors(transformer_dir / shard, "base/transformer"))
-        return state
+        weight_map = read_json(index, "base/transformer").get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise CheckpointError(f"{index} has no weight_map", field="base/transformer")
+        return [transformer_dir / shard for shard in sorted(set(weight_map.values()))]
     raise CheckpointError(f"{transformer_dir} holds no diffusion_pytorch_model*.safetensors", field="base/transformer")
+
+
+def read_safetensors_shapes(path: Path, field: str) -> dict[str, tuple[int, ...]]:
+    """Key -> shape from a safetensors header only (no tensor data is read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{path} does not exist", field=field) from exc
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise CheckpointError(f"{path} is not a readable safetensors file ({exc})", field=field) from exc
+
+
+def read_transformer_weights(transformer_dir: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a diffusers model folder (single file or sharded with an index), in memory at once.
+
+    :func:`load_transformer` does not use this (it streams shard by shard); kept for tools and tests.
+    """
+    state: dict[str, torch.Tensor] = {}
+    for file in transformer_weight_files(transformer_dir):
+        state.update(read_safetensors(file, "base/transformer"))
+    return state
 
 
 def added_weight_names(model: torch.nn.Module) -> set[str]:
@@ -128,12 +151,9 @@ def added_weight_names(model: torch.nn.Module) -> set[str]:
             if n == "learnable_domain_embeddings" or n.startswith(("patch_embedding_arm.", "arm_"))}
 
 
-def _check_shapes(model_shapes: dict[str, torch.Size], state: dict[str, torch.Tensor], source: str) -> None:
-    bad = [f"{k} (file {tuple(v.shape)}, model {tuple(model_shapes[k])})"
-           for k, v in state.items() if k in model_shapes and tuple(v.shape) != tuple(model_shapes[k])]
-    if bad:
-        raise CheckpointError(f"mis-shaped keys: {_listing(bad)}", field=source,
-                              fix="the file does not belong to this model size/variant")
+def _shape_errors(model_shapes: dict[str, tuple[int, ...]], shapes: dict[str, tuple[int, ...]]) -> list[str]:
+    return [f"{k} (file {tuple(v)}, model {tuple(model_shapes[k])})"
+            for k, v in sorted(shapes.items()) if k in model_shapes and tuple(v) != tuple(model_shapes[k])]
 
 
 def _ignored_unexpected(model: torch.nn.Module, key: str) -> bool:
@@ -146,23 +166,33 @@ def _target_dtype(model: torch.nn.Module, name: str, dtype: torch.dtype) -> torc
     return torch.float32 if any(k in name.split(".") for k in keep) else dtype
 
 
-def load_weights_strict(model: torch.nn.Module, base_state: dict[str, torch.Tensor],
-                        added_state: dict[str, torch.Tensor], *, dtype: torch.dtype, device: str | torch.device,
-                        strict: bool = True) -> None:
-    """Assign base + added weights to a (possibly meta-initialized) model, checking every key.
+def model_weight_shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor a checkpoint must provide (parameters + persistent buffers).
 
-    Base keys must cover every non-added parameter; added keys must be exactly the added
-    parameters; shapes must match. Tensors are cast to ``dtype`` (fp32 for keep-in-fp32 modules).
+    Works on a meta-device model (shapes only, nothing materialized)."""
+    shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    persistent = set(model.state_dict(keep_vars=True))
+    shapes.update({n: tuple(b.shape) for n, b in model.named_buffers() if n in persistent})
+    return shapes
+
+
+def check_weight_layout(model: torch.nn.Module, base_shapes: dict[str, tuple[int, ...]],
+                        added_shapes: dict[str, tuple[int, ...]], *, strict: bool = True) -> set[str]:
+    """Validate checkpoint key names and shapes against ``model`` without touching tensor data.
+
+    base_shapes: the Wan base transformer's keys -> shapes; added_shapes: ``added_weights.safetensors``
+    keys -> shapes. Base keys must cover every parameter that is not an added weight (keys in the
+    model's ``_keys_to_ignore_on_load_unexpected`` are tolerated); added keys must be exactly the
+    added parameters (rgb-pm has ``arm_domain_emb``, pm has not); every shape must match.
+    strict=False skips the missing/unexpected checks (shapes are always checked). Raises
+    CheckpointError naming the offending keys; returns the base keys that will be loaded.
     """
-    shapes = {n: p.shape for n, p in model.named_parameters()}
-    shapes.update({n: b.shape for n, b in model.named_buffers() if n in model.state_dict()})
+    shapes = model_weight_shapes(model)
     added = added_weight_names(model)
     base_expected = set(shapes) - added
-    base_unexpected = [k for k in base_state if k not in base_expected and not _ignored_unexpected(model, k)]
-    base_missing = base_expected - set(base_state)
-    added_unexpected = set(added_state) - added
-    added_missing = added - set(added_state)
     if strict:
+        added_missing = added - set(added_shapes)
+        added_unexpected = set(added_shapes) - added
         if added_missing or added_unexpected:
             parts = []
             if added_missing:
@@ -172,6 +202,8 @@ def load_weights_strict(model: torch.nn.Module, base_state: dict[str, torch.Tens
             raise CheckpointError("; ".join(parts), field=ADDED_FILE,
                                   fix="use the added_weights.safetensors of the same variant "
                                       "(rgb-pm has arm_domain_emb, pm has not)")
+        base_missing = base_expected - set(base_shapes)
+        base_unexpected = [k for k in base_shapes if k not in base_expected and not _ignored_unexpected(model, k)]
         if base_missing or base_unexpected:
             parts = []
             if base_missing:
@@ -180,16 +212,72 @@ def load_weights_strict(model: torch.nn.Module, base_state: dict[str, torch.Tens
                 parts.append(f"unexpected keys: {_listing(base_unexpected)}")
             raise CheckpointError("; ".join(parts), field="base/transformer",
                                   fix="use the Wan2.1-I2V-14B-480P-Diffusers transformer")
-    _check_shapes(shapes, {k: v for k, v in base_state.items() if k in base_expected}, "base/transformer")
-    _check_shapes(shapes, {k: v for k, v in added_state.items() if k in added}, ADDED_FILE)
-    merged = {k: v for k, v in base_state.items() if k in base_expected}
-    merged.update({k: v for k, v in added_state.items() if k in added})
-    merged = {k: v.to(device=device, dtype=_target_dtype(model, k, dtype)) for k, v in merged.items()}
-    model.load_state_dict(merged, strict=False, assign=True)
+    for source, given, names in (("base/transformer", base_shapes, base_expected), (ADDED_FILE, added_shapes, added)):
+        bad = _shape_errors(shapes, {k: v for k, v in given.items() if k in names})
+        if bad:
+            raise CheckpointError(f"mis-shaped keys: {_listing(bad)}", field=source,
+                                  fix="the file does not belong to this model size/variant")
+    return {k for k in base_shapes if k in base_expected}
+
+
+def _assign(model: torch.nn.Module, state: dict[str, torch.Tensor], *, dtype: torch.dtype,
+            device: str | torch.device) -> None:
+    state = {k: v.to(device=device, dtype=_target_dtype(model, k, dtype)) for k, v in state.items()}
+    model.load_state_dict(state, strict=False, assign=True)
+
+
+def move_buffers(model: torch.nn.Module, device: str | torch.device) -> None:
+    """Move every (non-meta) buffer to ``device``. Needed after ``load_state_dict(assign=True)`` into a
+    model built with ``init_empty_weights(include_buffers=False)``: the non-persistent RoPE tables
+    are not in any checkpoint and would otherwise stay on the CPU while the weights go to CUDA."""
+    device = torch.device(device)
+    for module in model.modules():
+        for name, buf in list(module._buffers.items()):
+            if buf is not None and not buf.is_meta and buf.device != device:
+                module._buffers[name] = buf.to(device)
+
+
+def _finish_loading(model: torch.nn.Module, device: str | torch.device) -> None:
+    """Fail on parameters left on meta; move the buffers to ``device``."""
     still_meta = [n for n, p in model.named_parameters() if p.is_meta]
     if still_meta:  # only reachable with strict=False
         raise CheckpointError(f"no weights for {_listing(still_meta)}", field="checkpoint",
                               fix="load with strict=True to see which file lacks them")
+    move_buffers(model, device)
+
+
+def load_weights_strict(model: torch.nn.Module, base_state: dict[str, torch.Tensor],
+                        added_state: dict[str, torch.Tensor], *, dtype: torch.dtype, device: str | torch.device,
+                        strict: bool = True) -> None:
+    """Assign in-memory base + added weights to a (possibly meta-initialized) model, checking every key
+    with :func:`check_weight_layout` first. Tensors are cast to ``dtype`` (fp32 for keep-in-fp32
+    modules); parameters and buffers end on ``device``."""
+    keep = check_weight_layout(model, {k: tuple(v.shape) for k, v in base_state.items()},
+                               {k: tuple(v.shape) for k, v in added_state.items()}, strict=strict)
+    added = added_weight_names(model)
+    merged = {k: v for k, v in base_state.items() if k in keep}
+    merged.update({k: v for k, v in added_state.items() if k in added})
+    _assign(model, merged, dtype=dtype, device=device)
+    _finish_loading(model, device)
+
+
+def load_weights_from_files(model: torch.nn.Module, base_files: list[Path], added_state: dict[str, torch.Tensor],
+                            *, dtype: torch.dtype, device: str | torch.device, strict: bool = True) -> None:
+    """Like :func:`load_weights_strict`, but the base weights are validated from the safetensors
+    headers first and then read one shard at a time (peak host memory: one shard, not the whole
+    fp32 14B base)."""
+    base_shapes: dict[str, tuple[int, ...]] = {}
+    for file in base_files:
+        base_shapes.update(read_safetensors_shapes(file, "base/transformer"))
+    keep = check_weight_layout(model, base_shapes, {k: tuple(v.shape) for k, v in added_state.items()},
+                               strict=strict)
+    added = added_weight_names(model)
+    _assign(model, {k: v for k, v in added_state.items() if k in added}, dtype=dtype, device=device)
+    for file in base_files:
+        shard = read_safetensors(file, "base/transformer")
+        _assign(model, {k: v for k, v in shard.items() if k in keep}, dtype=dtype, device=device)
+        del shard
+    _finish_loading(model, device)
 
 
 # --------------------------------------------------------------------------------------- LoRA
@@ -304,9 +392,8 @@ def load_transformer(base: str | Path, checkpoint: str | Path, *, variant: str =
     added_state = read_safetensors(ckpt / ADDED_FILE, ADDED_FILE)
     model = build_transformer(base, variant, arm)
     split_lora_state(lora_state, model)                    # fail on LoRA keys before the big read
-    base_state = read_transformer_weights(base / "transformer")
-    load_weights_strict(model, base_state, added_state, dtype=dtype, device=device, strict=strict)
-    del base_state
+    load_weights_from_files(model, transformer_weight_files(base / "transformer"), added_state, dtype=dtype,
+                            device=device, strict=strict)
     if fuse:
         fuse_lora(model, lora_state, lora_scale)
     else:

@@ -149,7 +149,9 @@ class Kinema4DTransformer3DModel(WanTransformer3DModel):
         """
         x = torch.cat([robot_mask.to(robot_latents.dtype), robot_latents], dim=1)
         x = self.patch_embedding_arm(x.to(self.patch_embedding_arm.weight.dtype))   # (B, C, F', H', W')
-        x = F.gelu(self.arm_ln(x.movedim(1, -1).float()).to(x.dtype)).movedim(-1, 1)
+        # LayerNorm in its own parameter dtype (fp32 when loaded with keep-in-fp32, bf16 after a plain
+        # ``.to(bfloat16)``): a mixed fp32-input / bf16-weight layer_norm is an error in PyTorch.
+        x = F.gelu(self.arm_ln(x.movedim(1, -1).to(self.arm_ln.weight.dtype)).to(x.dtype)).movedim(-1, 1)
         grid = tuple(self.arm_pos_emb.shape[2:])
         halves = 2 if self.arm_domain_emb is not None else 1
         expected = (grid[0], grid[1], grid[2] * halves)

@@ -9,6 +9,18 @@ from kinema4d_core.model.config import TINY_ARM
 from .model_helpers import synthetic_condition
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Run each model test with one intra-op thread. On a small shared CPU (2 cores, xdist -n 2, other
+    suites running) OpenMP oversubscription makes the tiny VAE 20x slower (0.3 s -> 7 s per encode)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
     from kinema4d_core.model.tiny import make_tiny_checkpoint
