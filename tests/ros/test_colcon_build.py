@@ -31,11 +31,12 @@ def test_colcon_build_installs_launch_config_and_executables(tmp_path, repo_root
     for mode in ("sim", "real", "replay"):
         assert (share / "launch" / f"{mode}.launch.py").is_file()
     assert (share / "config" / "kinema4d.rviz").is_file()
-    for name in ("projector.yaml", "inference.yaml", "sim_world.yaml", "calibration.yaml", "bag_player.yaml"):
+    for name in ("projector.yaml", "inference.yaml", "sim_world.yaml", "calibration.yaml", "bag_player.yaml",
+                 "robot_state.yaml"):
         assert (share / "config" / name).is_file(), name
     lib = install / "kinema4d_ros" / "lib" / "kinema4d_ros"
     for exe in ("projector_node", "inference_node", "calibration_node", "sim_world_node", "bag_player_node",
-                "kinema4d-ros"):
+                "robot_state_node", "kinema4d-ros"):
         assert (lib / exe).is_file(), exe
     assert (install / "kinema4d_interfaces" / "share" / "kinema4d_interfaces" / "action" / "Simulate.action").is_file()
     fastdds = list((install / "kinema4d_ros").rglob("fastdds_loopback.xml"))

@@ -46,7 +46,9 @@ def test_every_node_has_a_parameter_file_with_its_own_section(mode):
 
 def test_sim_graph_runs_the_sim_world_and_real_graph_remaps_driver_topics():
     sim = {s.name for s in graph.nodes_for("sim")}
-    assert sim == {"sim_world_node", "calibration_node", "projector_node", "inference_node"}
+    assert sim == {"sim_world_node", "calibration_node", "projector_node", "inference_node", "robot_state_node"}
+    for mode, args in (("sim", {}), ("real", {}), ("replay", {"bag": "/nonexistent.mcap"})):
+        assert "robot_state_node" in {s.name for s in graph.nodes_for(mode, args)}, mode
     real = graph.nodes_for("real", {"image_topic": "/cam/color/image_raw"})
     assert "sim_world_node" not in {s.name for s in real}
     projector = next(s for s in real if s.name == "projector_node")

@@ -10,7 +10,8 @@ from glob import glob
 from setuptools import find_packages, setup
 
 PACKAGE = "kinema4d_ros"
-NODES = ("projector_node", "inference_node", "calibration_node", "sim_world_node", "bag_player_node")
+NODES = ("projector_node", "inference_node", "calibration_node", "sim_world_node", "bag_player_node",
+         "robot_state_node")
 
 setup(
     name=PACKAGE,

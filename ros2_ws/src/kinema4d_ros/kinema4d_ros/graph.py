@@ -178,6 +178,8 @@ def nodes_for(mode: str, args: Mapping[str, str] | None = None) -> list[NodeSpec
         NodeSpec("calibration_node", "calibration_node", str(cfg / "calibration.yaml"), calibration_params, remaps),
         NodeSpec("projector_node", "projector_node", str(cfg / "projector.yaml"), {**common, **robot_cal}, remaps),
         NodeSpec("inference_node", "inference_node", str(cfg / "inference.yaml"), inference, remaps),
+        NodeSpec("robot_state_node", "robot_state_node", str(cfg / "robot_state.yaml"),
+                 {**common, "robot": a["robot"]}, remaps),
     ]
     return nodes
 
