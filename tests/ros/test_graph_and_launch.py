@@ -16,16 +16,26 @@ LAUNCH_DIR = Path(graph.__file__).resolve().parents[1] / "launch"
 
 
 @pytest.mark.parametrize("mode", graph.MODES)
-def test_launch_file_compiles_and_uses_graph_for_its_mode(mode):
+def test_launch_file_compiles_and_builds_its_mode_from_the_shared_description(mode):
     path = LAUNCH_DIR / f"{mode}.launch.py"
-    source = path.read_text()
-    tree = ast.parse(source)
+    tree = ast.parse(path.read_text())
     compile(tree, str(path), "exec")
-    imports = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert {"kinema4d_ros", "launch", "launch_ros.actions"} <= imports
+    imports = {(n.module, a.name) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert ("kinema4d_ros.launch_description", "generate") in imports
     assigned_mode = [n.value.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
                      and any(getattr(t, "id", None) == "MODE" for t in n.targets)]
     assert assigned_mode == [mode]
+    entry = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description")
+    calls = [n for n in ast.walk(entry) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "generate"]
+    assert [c.args[0].id for c in calls] == ["MODE"]
+
+
+def test_launch_description_uses_graph_and_only_declared_arguments():
+    path = Path(graph.__file__).with_name("launch_description.py")   # importing it needs `launch`
+    tree = ast.parse(path.read_text())
+    compile(tree, str(path), "exec")
+    imports = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert {"kinema4d_ros", "launch", "launch_ros.actions"} <= imports
     calls = {n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
     assert {"nodes_for", "defaults", "check_args"} <= calls
     literal_configs = [n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call)
