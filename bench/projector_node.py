@@ -10,6 +10,7 @@ not asserted). Loopback only, own ROS_DOMAIN_ID.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -22,22 +23,33 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all threads), from /proc; NaN where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rate", type=float, default=30.0)
     ap.add_argument("--calibration", default=str(ROOT / "calibration" / "sim_camera.yaml"))
+    ap.add_argument("--node-cmd", default=None,
+                    help="command line that starts the node (default: the venv's projector_node); for A/B runs")
     ns = ap.parse_args()
 
     from kinema4d_ros.ros_env import pick_domain_id, safe_ros_env
 
     env = safe_ros_env(domain_id=pick_domain_id(), log_dir=tempfile.mkdtemp(prefix="bench-roslog-"))
-    import os
     for key in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY", "RMW_IMPLEMENTATION",
                 "FASTDDS_DEFAULT_PROFILES_FILE", "ROS_LOG_DIR"):
         os.environ[key] = env[key]
     log = open(Path(env["ROS_LOG_DIR"]) / "projector.log", "wb")
-    node_proc = subprocess.Popen([str(Path(sys.executable).parent / "projector_node"), "--ros-args", "-p",
+    node_cmd = ns.node_cmd.split() if ns.node_cmd else [str(Path(sys.executable).parent / "projector_node")]
+    node_proc = subprocess.Popen([*node_cmd, "--ros-args", "-p",
                                   f"calibration_file:={ns.calibration}", "-p", "use_camera_info:=false",
                                   "-p", "max_stamp_age_s:=0.0"], env=env, stdout=log, stderr=subprocess.STDOUT)
     import rclpy
@@ -81,6 +93,8 @@ def main() -> int:
     received.clear()
     period = 1.0 / ns.rate
     n = int(ns.seconds * ns.rate)
+    load_start = os.getloadavg()[0]
+    cpu_node0, cpu_self0 = _cpu_seconds(node_proc.pid), time.process_time()
     t_start = time.perf_counter()
     for i in range(n):
         q = np.clip(q0 + 0.2 * np.sin(2 * np.pi * 0.5 * i * period), robot.lower, robot.upper)
@@ -90,6 +104,7 @@ def main() -> int:
         pub.publish(msg)
         time.sleep(max(0.0, t_start + (i + 1) * period - time.perf_counter()))
     time.sleep(0.5)
+    cpu_node, cpu_self = _cpu_seconds(node_proc.pid) - cpu_node0, time.process_time() - cpu_self0
     ex.shutdown()
     node_proc.send_signal(2)
     node_proc.wait(10)
@@ -97,11 +112,16 @@ def main() -> int:
     if len(received) < 2:
         print("no pointmaps received; see", log.name)
         return 1
+    load_end = os.getloadavg()[0]
     rate = (len(received) - 1) / (received[-1] - received[0])
     lat = np.asarray(latencies)
     print(f"projector_node 480x720: sent {n} joint states at {ns.rate:.0f} Hz, received {len(received)} pointmaps")
     print(f"  output rate {rate:.1f} Hz (target >= 30), latency p50 {np.percentile(lat, 50):.1f} ms, "
           f"p95 {np.percentile(lat, 95):.1f} ms (target <= 50)")
+    print(f"  CPU time per received pointmap: node {cpu_node / len(received) * 1e3:.1f} ms, "
+          f"this subscriber {cpu_self / len(received) * 1e3:.1f} ms (less sensitive to load than the rates)")
+    print(f"  load average {load_start:.1f} -> {load_end:.1f} on {os.cpu_count()} CPUs "
+          f"(figures are only meaningful on an otherwise idle machine)")
     return 0
 
 

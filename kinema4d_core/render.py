@@ -23,9 +23,16 @@ Near plane: triangles are clipped against z = ``near`` (default 1 cm) in the cam
 (Sutherland-Hodgman, a clipped triangle becomes one or two triangles); nothing nearer than
 ``near`` is drawn. Back faces are drawn (meshes need not be closed or consistently oriented).
 
-Parallelism: numba ``prange`` over workers; worker w owns the image rows whose band index
-(row // BAND_ROWS) is congruent to w modulo the number of workers, so no two threads ever write
-the same z-buffer entry (race-free without atomics) and interleaved bands balance the load.
+Parallelism: one numba ``prange`` region per frame (``_draw``, fused clip + set-up + raster, no
+per-triangle arrays in memory). Worker w draws the face chunks c with c % n_workers == w
+(``FACE_CHUNK`` faces each, interleaved so the meshes spread over the workers) into its own
+z-buffer, so no two threads ever write the same entry (race-free without atomics). Each pixel
+keeps the lexicographic minimum of (z, slot) (slot = face index, F + face for the second triangle
+of a near-plane clip); ``_resolve`` takes the same minimum over the workers' buffers, inside the
+rectangle they touched, and resets them. The result is therefore the nearest hit with ties going
+to the lowest slot, independent of the thread count and of scheduling. The vertex transform and
+the resolve run serially: they are short, and every extra parallel region costs a fork/join that
+turns into milliseconds of waiting when the machine is oversubscribed.
 
 RGB: face colours on a black background; Lambert shading with a head light is optional and
 OFF by default (``shade=False``), so robot pixels carry the mesh material colours unchanged.
@@ -33,6 +40,7 @@ OFF by default (``shade=False``), so robot pixels carry the mesh material colour
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -44,8 +52,8 @@ from kinema4d_core.camera import CameraModel
 from kinema4d_core.errors import ConfigError, InputError
 from kinema4d_core.mesh import LinkMesh
 
-BAND_ROWS = 4
-"""Rows per interleaved band (the unit of work per thread)."""
+FACE_CHUNK = 2048
+"""Faces per interleaved chunk (the unit of work per thread)."""
 
 SAG_TOL_PX = 0.05
 """Largest allowed deviation (pixels) of a sampled distorted edge from the true curved edge."""
@@ -82,12 +90,12 @@ def _distort_px(x, y, d, fx, skew, cx, fy, cy):
     return fx * xd + skew * yd + cx, fy * yd + cy
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _transform_vertices(verts, vmesh, T, d, intr, box, near, out, vn, vpx):
     """Camera-frame vertices ``out``; for vertices in front of the near plane ``vn`` = (x/z, y/z, 1/z);
     vpx = distorted pixel (u, v) of those whose ray lies inside the field-of-view box (NaN otherwise,
     meaning "not usable for the fast bounding box")."""
-    for i in prange(verts.shape[0]):
+    for i in range(verts.shape[0]):
         m = vmesh[i]
         x, y, z = verts[i, 0], verts[i, 1], verts[i, 2]
         for r in range(3):
@@ -108,37 +116,114 @@ def _transform_vertices(verts, vmesh, T, d, intr, box, near, out, vn, vpx):
 
 
 @njit(cache=True, inline="always")
-def _write_slot(params, bbox, slot, ua, ub, va, vb, a0, b0, c0, a1, b1, c1, a2, b2, c2, iz0, iz1, iz2):
-    """Store a visible raster triangle: barycentric coefficients, affine 1/z and pixel box."""
-    params[slot, 0] = a0
-    params[slot, 1] = b0
-    params[slot, 2] = c0
-    params[slot, 3] = a1
-    params[slot, 4] = b1
-    params[slot, 5] = c1
-    params[slot, 6] = a2
-    params[slot, 7] = b2
-    params[slot, 8] = c2
-    params[slot, 9] = a0 * iz0 + a1 * iz1 + a2 * iz2
-    params[slot, 10] = b0 * iz0 + b1 * iz1 + b2 * iz2
-    params[slot, 11] = c0 * iz0 + c1 * iz1 + c2 * iz2
-    bbox[slot, 0] = ua
-    bbox[slot, 1] = ub
-    bbox[slot, 2] = va
-    bbox[slot, 3] = vb
+def _raster_one(zb, sb, slot, ua, ub, va, vb, a0, b0, c0, a1, b1, c1, a2, b2, c2, az, bz, cz, rays, near):
+    """Z-buffer one raster triangle into a worker's buffers; the lexicographic minimum of
+    (z, slot) wins, so the result does not depend on which worker drew what, or in which order."""
+    for v in range(va, vb + 1):
+        for u in range(ua, ub + 1):
+            x = rays[v, u, 0]
+            y = rays[v, u, 1]
+            if a0 * x + b0 * y + c0 < 0.0:
+                continue
+            if a1 * x + b1 * y + c1 < 0.0:
+                continue
+            if a2 * x + b2 * y + c2 < 0.0:
+                continue
+            iz = az * x + bz * y + cz
+            if iz <= 0.0:
+                continue
+            z = 1.0 / iz
+            if z < near:
+                continue
+            zo = zb[v, u]
+            if z < zo or (z == zo and slot < sb[v, u]):
+                zb[v, u] = z
+                sb[v, u] = slot
 
 
 @njit(cache=True, inline="always")
-def _setup_one(x0, y0, iz0, x1, y1, iz1, x2, y2, iz2, pu0, pv0, pu1, pv1, pu2, pv2, slot, params, bbox,
-               d, intr, box, m2, width, height):
-    """Coefficients and pixel bounding box of one triangle in front of the near plane.
+def _draw_one(x0, y0, iz0, x1, y1, iz1, x2, y2, iz2, pu0, pv0, pu1, pv1, pu2, pv2, slot, zb, sb, rect,
+              d, intr, box, m2, width, height, rays, near):
+    """Set up one triangle in front of the near plane (barycentric coefficients, affine 1/z and a
+    conservative pixel box) and rasterize it into one worker's z-buffer.
 
     x*, y*: undistorted normalized coordinates of the vertices, iz*: 1 / z (camera frame).
     pu*, pv*: distorted pixels of the three vertices, or NaN when they cannot be used for the box.
+    rect: the worker's (umin, umax, vmin, vmax) of everything drawn, grown here.
     """
     fx, skew, cx, fy, cy = intr[0], intr[1], intr[2], intr[3], intr[4]
     area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
     if not (abs(area) > 1e-20):
+        return
+    ua = 0
+    ub = -1
+    va = 0
+    vb = -1
+    fast = False
+    if not np.isnan(pu0 + pv0 + pu1 + pv1 + pu2 + pv2):
+        # fast path: all vertices inside the field of view; the image of an edge of normalized
+        # length l deviates from its chord by at most l^2 * m2 / 8 pixels
+        l2 = max((x1 - x0) ** 2 + (y1 - y0) ** 2, max((x2 - x1) ** 2 + (y2 - y1) ** 2,
+                                                        (x0 - x2) ** 2 + (y0 - y2) ** 2))
+        margin = l2 * m2 / 8.0 + 1e-7
+        if margin <= SAG_TOL_PX:
+            fast = True
+            ua = max(int(np.ceil(min(pu0, min(pu1, pu2)) - margin)), 0)
+            ub = min(int(np.floor(max(pu0, max(pu1, pu2)) + margin)), width - 1)
+            va = max(int(np.ceil(min(pv0, min(pv1, pv2)) - margin)), 0)
+            vb = min(int(np.floor(max(pv0, max(pv1, pv2)) + margin)), height - 1)
+    if not fast:
+        # general path: undistorted bounding rectangle, clipped to the field of view box
+        rx0 = max(min(x0, min(x1, x2)), box[0])
+        rx1 = min(max(x0, max(x1, x2)), box[1])
+        ry0 = max(min(y0, min(y1, y2)), box[2])
+        ry1 = min(max(y0, max(y1, y2)), box[3])
+        if rx0 > rx1 or ry0 > ry1:
+            return
+        umin = 1e300
+        umax = -1e300
+        vmin = 1e300
+        vmax = -1e300
+        margin = 1e-7
+        if m2 == 0.0:
+            # pinhole: affine map, the rectangle's corners bound it exactly
+            for k in range(4):
+                xx = rx0 if (k & 1) == 0 else rx1
+                yy = ry0 if (k & 2) == 0 else ry1
+                u = fx * xx + skew * yy + cx
+                v = fy * yy + cy
+                umin = min(umin, u)
+                umax = max(umax, u)
+                vmin = min(vmin, v)
+                vmax = max(vmax, v)
+        else:
+            step = np.sqrt(8.0 * SAG_TOL_PX / m2)
+            nx = min(max(int(np.ceil((rx1 - rx0) / step)), 1), _MAX_EDGE_SAMPLES)
+            ny = min(max(int(np.ceil((ry1 - ry0) / step)), 1), _MAX_EDGE_SAMPLES)
+            sx = (rx1 - rx0) / nx
+            sy = (ry1 - ry0) / ny
+            margin = m2 * max(sx * sx, sy * sy) / 8.0 + 1e-7
+            for i in range(nx + 1):
+                xx = rx0 + i * sx
+                for yy in (ry0, ry1):
+                    u, v = _distort_px(xx, yy, d, fx, skew, cx, fy, cy)
+                    umin = min(umin, u)
+                    umax = max(umax, u)
+                    vmin = min(vmin, v)
+                    vmax = max(vmax, v)
+            for j in range(1, ny):
+                yy = ry0 + j * sy
+                for xx in (rx0, rx1):
+                    u, v = _distort_px(xx, yy, d, fx, skew, cx, fy, cy)
+                    umin = min(umin, u)
+                    umax = max(umax, u)
+                    vmin = min(vmin, v)
+                    vmax = max(vmax, v)
+        ua = max(int(np.ceil(umin - margin)), 0)
+        ub = min(int(np.floor(umax + margin)), width - 1)
+        va = max(int(np.ceil(vmin - margin)), 0)
+        vb = min(int(np.floor(vmax + margin)), height - 1)
+    if ua > ub or va > vb:
         return
     inv = 1.0 / area
     # barycentric b_i = A_i x + B_i y + C_i (edge functions divided by the signed area)
@@ -151,185 +236,94 @@ def _setup_one(x0, y0, iz0, x1, y1, iz1, x2, y2, iz2, pu0, pv0, pu1, pv1, pu2, p
     a2 = -(y1 - y0) * inv
     b2 = (x1 - x0) * inv
     c2 = ((y1 - y0) * x0 - (x1 - x0) * y0) * inv
-    if not np.isnan(pu0 + pv0 + pu1 + pv1 + pu2 + pv2):
-        # fast path: all vertices inside the field of view; the image of an edge of normalized
-        # length l deviates from its chord by at most l^2 * m2 / 8 pixels
-        l2 = max((x1 - x0) ** 2 + (y1 - y0) ** 2, max((x2 - x1) ** 2 + (y2 - y1) ** 2,
-                                                        (x0 - x2) ** 2 + (y0 - y2) ** 2))
-        margin = l2 * m2 / 8.0 + 1e-7
-        if margin <= SAG_TOL_PX:
-            ua = max(int(np.ceil(min(pu0, min(pu1, pu2)) - margin)), 0)
-            ub = min(int(np.floor(max(pu0, max(pu1, pu2)) + margin)), width - 1)
-            va = max(int(np.ceil(min(pv0, min(pv1, pv2)) - margin)), 0)
-            vb = min(int(np.floor(max(pv0, max(pv1, pv2)) + margin)), height - 1)
-            if ua <= ub and va <= vb:
-                _write_slot(params, bbox, slot, ua, ub, va, vb, a0, b0, c0, a1, b1, c1, a2, b2, c2, iz0, iz1, iz2)
-            return
-    # general path: undistorted bounding rectangle, clipped to the field of view box
-    rx0 = max(min(x0, min(x1, x2)), box[0])
-    rx1 = min(max(x0, max(x1, x2)), box[1])
-    ry0 = max(min(y0, min(y1, y2)), box[2])
-    ry1 = min(max(y0, max(y1, y2)), box[3])
-    if rx0 > rx1 or ry0 > ry1:
-        return
-    umin = 1e300
-    umax = -1e300
-    vmin = 1e300
-    vmax = -1e300
-    margin = 1e-7
-    if m2 == 0.0:
-        # pinhole: affine map, the rectangle's corners bound it exactly
-        for k in range(4):
-            xx = rx0 if (k & 1) == 0 else rx1
-            yy = ry0 if (k & 2) == 0 else ry1
-            u = fx * xx + skew * yy + cx
-            v = fy * yy + cy
-            umin = min(umin, u)
-            umax = max(umax, u)
-            vmin = min(vmin, v)
-            vmax = max(vmax, v)
-    else:
-        step = np.sqrt(8.0 * SAG_TOL_PX / m2)
-        nx = min(max(int(np.ceil((rx1 - rx0) / step)), 1), _MAX_EDGE_SAMPLES)
-        ny = min(max(int(np.ceil((ry1 - ry0) / step)), 1), _MAX_EDGE_SAMPLES)
-        sx = (rx1 - rx0) / nx
-        sy = (ry1 - ry0) / ny
-        margin = m2 * max(sx * sx, sy * sy) / 8.0 + 1e-7
-        for i in range(nx + 1):
-            xx = rx0 + i * sx
-            for yy in (ry0, ry1):
-                u, v = _distort_px(xx, yy, d, fx, skew, cx, fy, cy)
-                umin = min(umin, u)
-                umax = max(umax, u)
-                vmin = min(vmin, v)
-                vmax = max(vmax, v)
-        for j in range(1, ny):
-            yy = ry0 + j * sy
-            for xx in (rx0, rx1):
-                u, v = _distort_px(xx, yy, d, fx, skew, cx, fy, cy)
-                umin = min(umin, u)
-                umax = max(umax, u)
-                vmin = min(vmin, v)
-                vmax = max(vmax, v)
-    ua = max(int(np.ceil(umin - margin)), 0)
-    ub = min(int(np.floor(umax + margin)), width - 1)
-    va = max(int(np.ceil(vmin - margin)), 0)
-    vb = min(int(np.floor(vmax + margin)), height - 1)
-    if ua > ub or va > vb:
-        return
-    _write_slot(params, bbox, slot, ua, ub, va, vb, a0, b0, c0, a1, b1, c1, a2, b2, c2, iz0, iz1, iz2)
+    rect[0] = min(rect[0], ua)
+    rect[1] = max(rect[1], ub)
+    rect[2] = min(rect[2], va)
+    rect[3] = max(rect[3], vb)
+    _raster_one(zb, sb, slot, ua, ub, va, vb, a0, b0, c0, a1, b1, c1, a2, b2, c2,
+                a0 * iz0 + a1 * iz1 + a2 * iz2, b0 * iz0 + b1 * iz1 + b2 * iz2, c0 * iz0 + c1 * iz1 + c2 * iz2,
+                rays, near)
 
 
 @njit(cache=True, parallel=True)
-def _setup_triangles(vc, vn, vpx, faces, d, intr, box, m2, near, width, height, params, bbox):
-    """Per face f: clip against z = near, then up to two raster triangles in slots f and F + f.
-
-    Returns the number of faces that needed a second slot (0: slots F.. are all empty).
-    """
+def _draw(vc, vn, vpx, faces, d, intr, box, m2, near, width, height, rays, zbufs, sbufs, rects):
+    """Clip, set up and rasterize every face; worker w draws the face chunks c with
+    c % n_workers == w into its own z-buffer ``zbufs[w]`` / slot buffer ``sbufs[w]`` (no shared
+    writes). Face f draws as slot f, and as slot F + f the second triangle its near-plane clip
+    produced. ``zbufs`` must be +inf everywhere on entry (``_resolve`` leaves them so);
+    ``rects[w]`` receives the pixel rectangle worker w touched."""
     nf = faces.shape[0]
-    n_second = 0
-    for f in prange(nf):
-        bbox[f, 0] = 1
-        bbox[f, 1] = 0
-        bbox[nf + f, 0] = 1
-        bbox[nf + f, 1] = 0
-        i0, i1, i2 = faces[f, 0], faces[f, 1], faces[f, 2]
-        n_in = int(vc[i0, 2] > near) + int(vc[i1, 2] > near) + int(vc[i2, 2] > near)
-        if n_in == 0:
-            continue
-        if n_in == 3:
-            _setup_one(vn[i0, 0], vn[i0, 1], vn[i0, 2], vn[i1, 0], vn[i1, 1], vn[i1, 2],
-                       vn[i2, 0], vn[i2, 1], vn[i2, 2],
-                       vpx[i0, 0], vpx[i0, 1], vpx[i1, 0], vpx[i1, 1], vpx[i2, 0], vpx[i2, 1], f, params, bbox, d, intr, box, m2, width, height)
-            continue
-        # crosses the near plane: clip (rare, so small allocations are fine here)
+    nw = zbufs.shape[0]
+    n_chunks = (nf + FACE_CHUNK - 1) // FACE_CHUNK
+    for w in prange(nw):
+        zb = zbufs[w]
+        sb = sbufs[w]
+        rect = rects[w]
+        rect[0] = width
+        rect[1] = -1
+        rect[2] = height
+        rect[3] = -1
         poly = np.empty((4, 3))
-        n = 0
-        for k in range(3):
-            ia = faces[f, k]
-            ib = faces[f, (k + 1) % 3]
-            a_in = vc[ia, 2] > near
-            b_in = vc[ib, 2] > near
-            if a_in:
-                for c in range(3):
-                    poly[n, c] = vc[ia, c]
-                n += 1
-            if a_in != b_in:
-                t = (near - vc[ia, 2]) / (vc[ib, 2] - vc[ia, 2])
-                for c in range(3):
-                    poly[n, c] = vc[ia, c] + t * (vc[ib, c] - vc[ia, c])
-                poly[n, 2] = near
-                n += 1
-        nan = np.nan
-        if n == 4:
-            n_second += 1
-        for s in range(n - 2):
-            _setup_one(poly[0, 0] / poly[0, 2], poly[0, 1] / poly[0, 2], 1.0 / poly[0, 2],
-                       poly[s + 1, 0] / poly[s + 1, 2], poly[s + 1, 1] / poly[s + 1, 2], 1.0 / poly[s + 1, 2],
-                       poly[s + 2, 0] / poly[s + 2, 2], poly[s + 2, 1] / poly[s + 2, 2], 1.0 / poly[s + 2, 2], nan, nan, nan, nan, nan, nan, f + s * nf, params, bbox, d, intr,
-                       box, m2, width, height)
-    return n_second
-
-
-@njit(cache=True, parallel=True)
-def _raster(params, bbox, n_slots, rays, near, n_workers, zbuf, ibuf):
-    """Z-buffer pass over slots [0, n_slots); worker w writes only rows with
-    (row // BAND_ROWS) % n_workers == w. Slot s draws face s mod F."""
-    nf = params.shape[0] // 2
-    for w in prange(n_workers):
-        for s in range(n_slots):
-            ua = bbox[s, 0]
-            ub = bbox[s, 1]
-            if ua > ub:
-                continue
-            va = bbox[s, 2]
-            vb = bbox[s, 3]
-            a0 = params[s, 0]
-            b0 = params[s, 1]
-            c0 = params[s, 2]
-            a1 = params[s, 3]
-            b1 = params[s, 4]
-            c1 = params[s, 5]
-            a2 = params[s, 6]
-            b2 = params[s, 7]
-            c2 = params[s, 8]
-            az = params[s, 9]
-            bz = params[s, 10]
-            cz = params[s, 11]
-            face = s % nf
-            for v in range(va, vb + 1):
-                if (v // BAND_ROWS) % n_workers != w:
+        for c in range(w, n_chunks, nw):
+            for f in range(c * FACE_CHUNK, min((c + 1) * FACE_CHUNK, nf)):
+                i0, i1, i2 = faces[f, 0], faces[f, 1], faces[f, 2]
+                n_in = int(vc[i0, 2] > near) + int(vc[i1, 2] > near) + int(vc[i2, 2] > near)
+                if n_in == 0:
                     continue
-                for u in range(ua, ub + 1):
-                    x = rays[v, u, 0]
-                    y = rays[v, u, 1]
-                    if a0 * x + b0 * y + c0 < 0.0:
-                        continue
-                    if a1 * x + b1 * y + c1 < 0.0:
-                        continue
-                    if a2 * x + b2 * y + c2 < 0.0:
-                        continue
-                    iz = az * x + bz * y + cz
-                    if iz <= 0.0:
-                        continue
-                    z = 1.0 / iz
-                    if z < near:
-                        continue
-                    if z < zbuf[v, u]:
-                        zbuf[v, u] = z
-                        ibuf[v, u] = face
+                if n_in == 3:
+                    _draw_one(vn[i0, 0], vn[i0, 1], vn[i0, 2], vn[i1, 0], vn[i1, 1], vn[i1, 2],
+                              vn[i2, 0], vn[i2, 1], vn[i2, 2],
+                              vpx[i0, 0], vpx[i0, 1], vpx[i1, 0], vpx[i1, 1], vpx[i2, 0], vpx[i2, 1],
+                              f, zb, sb, rect, d, intr, box, m2, width, height, rays, near)
+                    continue
+                # crosses the near plane: clip (Sutherland-Hodgman against z = near)
+                n = 0
+                for k in range(3):
+                    ia = faces[f, k]
+                    ib = faces[f, (k + 1) % 3]
+                    a_in = vc[ia, 2] > near
+                    b_in = vc[ib, 2] > near
+                    if a_in:
+                        for cc in range(3):
+                            poly[n, cc] = vc[ia, cc]
+                        n += 1
+                    if a_in != b_in:
+                        t = (near - vc[ia, 2]) / (vc[ib, 2] - vc[ia, 2])
+                        for cc in range(3):
+                            poly[n, cc] = vc[ia, cc] + t * (vc[ib, cc] - vc[ia, cc])
+                        poly[n, 2] = near
+                        n += 1
+                nan = np.nan
+                for s in range(n - 2):
+                    _draw_one(poly[0, 0] / poly[0, 2], poly[0, 1] / poly[0, 2], 1.0 / poly[0, 2],
+                              poly[s + 1, 0] / poly[s + 1, 2], poly[s + 1, 1] / poly[s + 1, 2], 1.0 / poly[s + 1, 2],
+                              poly[s + 2, 0] / poly[s + 2, 2], poly[s + 2, 1] / poly[s + 2, 2], 1.0 / poly[s + 2, 2],
+                              nan, nan, nan, nan, nan, nan, f + s * nf, zb, sb, rect, d, intr, box, m2, width,
+                              height, rays, near)
 
 
-@njit(cache=True, parallel=True)
-def _resolve(zbuf, ibuf, rays, face_link, face_rgb, face_shade, with_rgb, pointmap, depth, mask, link_id, rgb):
-    """Turn the z-buffer into pointmap / depth / mask / link id / RGB images."""
-    for v in prange(zbuf.shape[0]):
-        for u in range(zbuf.shape[1]):
-            f = ibuf[v, u]
-            if f < 0:
-                link_id[v, u] = -1
+@njit(cache=True)
+def _resolve(zbufs, sbufs, rect, rays, face_link, face_rgb, face_shade, with_rgb,
+             pointmap, depth, mask, link_id, rgb):
+    """Merge the workers' z-buffers inside ``rect`` (lexicographic minimum of (z, slot)), write
+    pointmap / depth / mask / link id / RGB there (the outputs must hold their background values
+    elsewhere on entry), and reset the z-buffers to +inf (ready for the next ``_draw``)."""
+    nw = zbufs.shape[0]
+    nf = face_link.shape[0]
+    u0, u1, v0, v1 = rect[0], rect[1], rect[2], rect[3]
+    for v in range(v0, v1 + 1):
+        for u in range(u0, u1 + 1):
+            z = np.inf
+            s = -1
+            for w in range(nw):
+                zw = zbufs[w, v, u]
+                if zw < z or (zw == z and zw < np.inf and sbufs[w, v, u] < s):
+                    z = zw
+                    s = sbufs[w, v, u]
+                zbufs[w, v, u] = np.inf
+            if s < 0:
                 continue
-            z = zbuf[v, u]
+            f = s % nf
             pointmap[v, u, 0] = z * rays[v, u, 0]
             pointmap[v, u, 1] = z * rays[v, u, 1]
             pointmap[v, u, 2] = z
@@ -337,9 +331,9 @@ def _resolve(zbuf, ibuf, rays, face_link, face_rgb, face_shade, with_rgb, pointm
             mask[v, u] = True
             link_id[v, u] = face_link[f]
             if with_rgb:
-                s = face_shade[f]
+                sh = face_shade[f]
                 for c in range(3):
-                    rgb[v, u, c] = np.uint8(min(255.0, face_rgb[f, c] * s + 0.5))
+                    rgb[v, u, c] = np.uint8(min(255.0, face_rgb[f, c] * sh + 0.5))
 
 
 @njit(cache=True, parallel=True)
@@ -451,9 +445,11 @@ class RobotRenderer:
         self._vc = np.empty((self._verts.shape[0], 3))
         self._vn = np.empty((self._verts.shape[0], 3))
         self._vpx = np.empty((self._verts.shape[0], 2))
-        self._params = np.zeros((2 * n_faces, 12))
-        self._bbox = np.zeros((2 * n_faces, 4), np.int32)
         self._shade = np.ones(n_faces)
+        self._zbufs = np.empty((0, camera.height, camera.width))     # per worker, +inf between frames
+        self._sbufs = np.empty((0, camera.height, camera.width), np.int32)
+        self._rects = np.empty((0, 4), np.int64)
+        self._lock = threading.Lock()                                # the z-buffers are per renderer
         if warm_up:
             self.render(np.tile(np.eye(4), (len(self.meshes), 1, 1)))
 
@@ -468,23 +464,32 @@ class RobotRenderer:
             raise InputError(f"must be finite ({len(self.meshes)},4,4), got {T.shape}", field="T_camera_mesh",
                              fix="give one camera-from-mesh transform per mesh, in mesh order")
         H, W = self.camera.height, self.camera.width
-        _transform_vertices(self._verts, self._vmesh, T, self._d8, self._intr, self._box, self.near,
-                            self._vc, self._vn, self._vpx)
-        n_second = _setup_triangles(self._vc, self._vn, self._vpx, self._faces, self._d8, self._intr, self._box, self._m2,
-                                    self.near, W, H, self._params, self._bbox)
-        n_slots = 2 * self.n_faces if n_second else self.n_faces
-        zbuf = np.full((H, W), np.inf)
-        ibuf = np.full((H, W), -1, np.int32)
-        _raster(self._params, self._bbox, n_slots, self._rays, self.near, numba.get_num_threads(), zbuf, ibuf)
-        if self.with_rgb and self.shade:
-            _headlight_shade(self._vc, self._faces, self._shade)
         pointmap = np.zeros((H, W, 3), np.float32)
         depth = np.zeros((H, W), np.float32)
         mask = np.zeros((H, W), np.bool_)
-        link_id = np.empty((H, W), np.int16)
+        link_id = np.full((H, W), -1, np.int16)
         rgb = np.zeros((H, W, 3), np.uint8) if self.with_rgb else np.zeros((1, 1, 3), np.uint8)
-        _resolve(zbuf, ibuf, self._rays, self._face_link, self._face_rgb, self._shade, self.with_rgb,
-                 pointmap, depth, mask, link_id, rgb)
+        with self._lock:
+            n_workers = max(1, numba.get_num_threads())
+            if self._zbufs.shape[0] != n_workers:
+                self._zbufs = np.full((n_workers, H, W), np.inf)
+                self._sbufs = np.full((n_workers, H, W), -1, np.int32)
+                self._rects = np.empty((n_workers, 4), np.int64)
+            zbufs = self._zbufs
+            try:
+                _transform_vertices(self._verts, self._vmesh, T, self._d8, self._intr, self._box, self.near,
+                                    self._vc, self._vn, self._vpx)
+                _draw(self._vc, self._vn, self._vpx, self._faces, self._d8, self._intr, self._box, self._m2,
+                      self.near, W, H, self._rays, zbufs, self._sbufs, self._rects)
+                if self.with_rgb and self.shade:
+                    _headlight_shade(self._vc, self._faces, self._shade)
+                rect = np.array([self._rects[:, 0].min(), self._rects[:, 1].max(),
+                                 self._rects[:, 2].min(), self._rects[:, 3].max()], np.int64)
+                _resolve(zbufs, self._sbufs, rect, self._rays, self._face_link, self._face_rgb, self._shade,
+                         self.with_rgb, pointmap, depth, mask, link_id, rgb)
+            except BaseException:
+                zbufs.fill(np.inf)          # never leave a half-drawn z-buffer for the next frame
+                raise
         return RenderResult(pointmap=pointmap, depth=depth, mask=mask, link_id=link_id,
                             rgb=rgb if self.with_rgb else None)
 

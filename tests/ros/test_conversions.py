@@ -70,3 +70,26 @@ def test_camera_info_round_trip_and_zero_focal(repo_root):
     info.k = [0.0] * 9
     with pytest.raises(InputError, match="focal length"):
         camera_info_to_model(info, cam.T_base_camera)
+
+
+@pytest.mark.parametrize("frame_id", ["", "a", "ab", "abc", "camera_optical_frame"])
+def test_cdr_builders_deserialize_to_the_same_messages(frame_id):
+    from builtin_interfaces.msg import Time
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import PointCloud2
+
+    from kinema4d_ros.conversions import image_to_cdr, points_to_cloud_cdr
+
+    rng = np.random.default_rng(4)
+    stamp = Time(sec=12, nanosec=345)
+    for encoding, arr in [("32FC3", rng.random((5, 7, 3)).astype(np.float32)), ("mono8", rng.random((4, 6)) > 0.5),
+                          ("rgb8", rng.integers(0, 255, (3, 5, 3)).astype(np.uint8)),
+                          ("32FC1", rng.random((3, 4)).astype(np.float32))]:
+        got = deserialize_message(image_to_cdr(arr, encoding, frame_id, stamp), Image)
+        assert got == numpy_to_image(arr, encoding, frame_id, stamp)
+    for pts in (rng.normal(size=(11, 3)), np.zeros((0, 3))):
+        got = deserialize_message(points_to_cloud_cdr(pts, frame_id, stamp), PointCloud2)
+        assert got == points_to_cloud(pts, frame_id, stamp)
+        np.testing.assert_array_equal(cloud_to_points(got)[0], pts.astype(np.float32))
+    with pytest.raises(InputError, match="does not fit"):
+        image_to_cdr(np.zeros((2, 2), np.float64), "32FC1")

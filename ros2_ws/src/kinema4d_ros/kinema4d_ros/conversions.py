@@ -8,12 +8,18 @@ row stride ``step``; ``numpy_to_image`` assigns ``arr.tobytes()`` (assigning a n
 Point clouds: ``points_to_cloud`` builds sensor_msgs/PointCloud2 with float32 x y z and,
 optionally, a packed ``rgb`` float32 field (0x00RRGGBB bits, the PCL/RViz convention).
 
+Serialized messages for large streams: ``image_to_cdr`` / ``points_to_cloud_cdr`` return the
+CDR bytes of an Image / PointCloud2 (what ``serialize_message`` would give, up to padding-byte
+values) built with one copy of the pixel data; ``Publisher.publish(bytes)`` sends them as they
+are, skipping rclpy's Python -> C message conversion and the second serialization copy.
+
 All geometry is in the frame named by ``frame_id`` (the camera optical frame for everything
 kinema4d publishes); units are metres.
 """
 
 from __future__ import annotations
 
+import struct
 import sys
 from typing import TYPE_CHECKING, Sequence
 
@@ -133,15 +139,104 @@ def points_to_cloud(points: np.ndarray, frame_id: str, stamp: Time | None = None
                              fix="pass one colour per point")
         names.append("rgb")
     fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, n in enumerate(names)]
-    record = np.empty((points.shape[0], len(names)), dtype=np.float32)
-    record[:, :3] = points
     if rgb is not None:
+        record = np.empty((points.shape[0], len(names)), dtype=np.float32)
+        record[:, :3] = points
         record[:, 3] = _pack_rgb(rgb)
+    else:
+        record = np.ascontiguousarray(points)
     msg = PointCloud2(header=make_header(frame_id, stamp), height=1, width=points.shape[0], fields=fields,
                       is_bigendian=bool(_HOST_BIG_ENDIAN), point_step=4 * len(names),
                       row_step=4 * len(names) * points.shape[0], is_dense=True)
     msg.data = record.tobytes()
     return msg
+
+
+class _CdrWriter:
+    """Little-endian plain CDR (what rmw_fastrtps_cpp uses for ROS 2 messages); alignment is
+    relative to the payload start, after the 4-byte encapsulation header."""
+
+    __slots__ = ("buf",)
+
+    def __init__(self) -> None:
+        self.buf = bytearray(b"\x00\x01\x00\x00")
+
+    def _align(self, n: int) -> None:
+        pad = -(len(self.buf) - 4) % n
+        if pad:
+            self.buf += bytes(pad)
+
+    def u8(self, v: int) -> None:
+        self.buf.append(int(v) & 0xFF)
+
+    def u32(self, v: int) -> None:
+        self._align(4)
+        self.buf += struct.pack("<I", int(v))
+
+    def i32(self, v: int) -> None:
+        self._align(4)
+        self.buf += struct.pack("<i", int(v))
+
+    def string(self, text: str) -> None:
+        raw = text.encode("utf-8")
+        self.u32(len(raw) + 1)
+        self.buf += raw + b"\x00"
+
+    def header(self, frame_id: str, stamp: Time | None) -> None:
+        self.i32(stamp.sec if stamp is not None else 0)
+        self.u32(stamp.nanosec if stamp is not None else 0)
+        self.string(frame_id)
+
+    def finish(self, data: np.ndarray, tail: bytes = b"") -> bytes:
+        """Append ``data`` (C-contiguous) as a uint8 sequence, then ``tail``; one copy of the data."""
+        self.u32(data.nbytes)
+        return b"".join((self.buf, memoryview(data.reshape(-1).view(np.uint8)), tail))
+
+
+def image_to_cdr(arr: np.ndarray, encoding: str, frame_id: str = "", stamp: Time | None = None) -> bytes:
+    """Serialized sensor_msgs/Image of ``arr`` (same checks and result as ``numpy_to_image``,
+    as CDR bytes for ``Publisher.publish``); the pixel data is copied once."""
+    enc = ENCODINGS.get(encoding)
+    if enc is None:
+        raise InputError(f"unsupported encoding '{encoding}'", field="encoding", fix=f"use one of {sorted(ENCODINGS)}")
+    dtype, channels = enc
+    arr = np.asarray(arr)
+    if arr.dtype == np.bool_ and dtype == np.uint8:
+        arr = arr.view(np.uint8) * np.uint8(255)
+    ok_shape = (arr.ndim == 3 and arr.shape[2] == channels) or (arr.ndim == 2 and channels == 1)
+    if not ok_shape or arr.dtype != dtype:
+        raise InputError(f"array {arr.shape} {arr.dtype} does not fit {encoding}", field="arr",
+                         fix=f"pass (H, W{', %d' % channels if channels > 1 else ''}) {dtype}")
+    h, w = arr.shape[:2]
+    out = _CdrWriter()
+    out.header(frame_id, stamp)
+    out.u32(h)
+    out.u32(w)
+    out.string(encoding)
+    out.u8(int(_HOST_BIG_ENDIAN))
+    out.u32(w * channels * dtype.itemsize)
+    return out.finish(np.ascontiguousarray(arr))
+
+
+def points_to_cloud_cdr(points: np.ndarray, frame_id: str, stamp: Time | None = None) -> bytes:
+    """Serialized sensor_msgs/PointCloud2 (x y z float32, unorganized, dense) of (N, 3) points in
+    metres: the same message as ``points_to_cloud`` without colours, as CDR bytes."""
+    points = np.ascontiguousarray(np.asarray(points, dtype=np.float32).reshape(-1, 3))
+    n = points.shape[0]
+    out = _CdrWriter()
+    out.header(frame_id, stamp)
+    out.u32(1)
+    out.u32(n)
+    out.u32(3)
+    for i, name in enumerate("xyz"):
+        out.string(name)
+        out.u32(4 * i)
+        out.u8(PointField.FLOAT32)
+        out.u32(1)
+    out.u8(int(_HOST_BIG_ENDIAN))
+    out.u32(12)
+    out.u32(12 * n)
+    return out.finish(points, b"\x01")      # tail: is_dense = True
 
 
 def cloud_to_points(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray | None]:
