@@ -97,3 +97,15 @@ def declare_params(node: Node, specs: Sequence[ParamSpec],
 
     node.add_on_set_parameters_callback(_callback)
     return values
+
+
+def optional_calibration(path: str):
+    """The CameraModel of a ``calibration_file`` parameter, or None when it is empty (not set).
+
+    Raises the core's ConfigError (naming the bad field) for an invalid file.
+    """
+    if not path:
+        return None
+    from kinema4d_core.camera import load_calibration
+
+    return load_calibration(path)

@@ -64,7 +64,7 @@ from kinema4d_ros.conversions import (image_to_numpy, image_to_rgb, joint_state_
                                       points_to_cloud, stamp_to_seconds)
 from kinema4d_ros.diagnostics import Health
 from kinema4d_ros.node_main import run_node
-from kinema4d_ros.params import ParamSpec, declare_params
+from kinema4d_ros.params import ParamSpec, declare_params, optional_calibration
 
 BACKENDS = ("static-scene", "kinema4d-tiny", "kinema4d")
 
@@ -126,7 +126,7 @@ class InferenceNode(Node):
         from kinema4d_core.robot import load_robot
 
         self.robot = load_robot(self.p["robot"])
-        self.camera = self._load_calibration(self.p["calibration_file"])
+        self.camera = optional_calibration(self.p["calibration_file"])
         self._lock = threading.Lock()
         self._busy: str | None = None          # run id / "goal" while a job runs
         self._image: Image | None = None
@@ -156,17 +156,10 @@ class InferenceNode(Node):
                                f"output_root={self.p['output_root']}")
 
     # ---- set-up -----------------------------------------------------------------------------
-    def _load_calibration(self, path: str):
-        if not path:
-            return None
-        from kinema4d_core.camera import load_calibration
-
-        return load_calibration(path)
-
     def _on_params(self, changed: dict) -> str | None:
         if "calibration_file" in changed:
             try:
-                self.camera = self._load_calibration(changed["calibration_file"])
+                self.camera = optional_calibration(changed["calibration_file"])
             except Kinema4DError as exc:
                 return str(exc)
         self.p.update(changed)

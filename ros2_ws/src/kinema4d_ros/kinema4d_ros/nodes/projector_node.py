@@ -48,7 +48,7 @@ from kinema4d_ros.conversions import (camera_info_to_model, image_to_cdr, points
                                       stamp_to_seconds)
 from kinema4d_ros.diagnostics import Health
 from kinema4d_ros.node_main import run_node
-from kinema4d_ros.params import ParamSpec, declare_params
+from kinema4d_ros.params import ParamSpec, declare_params, optional_calibration
 
 # numba's OpenMP workers otherwise spin-wait after every frame, burning CPU that the executor,
 # the publishers and other processes need (measured: 26 -> 16 ms of CPU per frame on 2 cores).
@@ -91,7 +91,7 @@ class ProjectorNode(Node):
         self._pending: tuple[JointState, float] | None = None
         self._last_stamp = -np.inf
         self._stop = False
-        self._calibration = self._load_calibration(self.p["calibration_file"])
+        self._calibration = optional_calibration(self.p["calibration_file"])
         self._camera = self._calibration          # what we render into (may come from camera_info)
         self._camera_key: tuple | None = None
         self._renderer = None
@@ -111,17 +111,10 @@ class ProjectorNode(Node):
             f"calibration={self.p['calibration_file'] or '(none: waiting for camera_info + calibration_file)'}")
 
     # ---- parameters -------------------------------------------------------------------------
-    def _load_calibration(self, path: str):
-        if not path:
-            return None
-        from kinema4d_core.camera import load_calibration
-
-        return load_calibration(path)
-
     def _on_params(self, changed: dict) -> str | None:
         if "calibration_file" in changed:
             try:
-                cal = self._load_calibration(changed["calibration_file"])
+                cal = optional_calibration(changed["calibration_file"])
             except Kinema4DError as exc:
                 return str(exc)
             with self._lock:
