@@ -23,7 +23,7 @@ case "$cmd" in
     scripts/setup_env.sh
     exec .venv/bin/kinema4d-ros bringup sim "$@" ;;
   test)
-    scripts/setup_env.sh
+    KINEMA4D_BROWSER_TESTS=1 scripts/setup_env.sh   # + Debian chromium for the 4D viewer browser test
     exec .venv/bin/python -m pytest -n "${KINEMA4D_TEST_WORKERS:-2}" "$@" ;;
   *)
     sed -n '2,11p' "$0"; exit 2 ;;

@@ -148,7 +148,8 @@ class SuccessCriteria:
     task: "lift" (the object's visible points rise, median z, more than ``lift_height`` above
           their height in the first frame where the object is seen; a camera sees only part of
           a resting object, so its own start is the reference, not the table)
-          or "place" (object centroid inside ``target_region`` (xmin, xmax, ymin, ymax) at the end).
+          or "place" (object centroid inside ``target_region`` (xmin, xmax, ymin, ymax) at the end)
+          or "lift+place" (both: the sim world's pick-and-place judgement).
     """
 
     task: str = "lift"
@@ -161,9 +162,9 @@ class SuccessCriteria:
     robot_dilation_px: int = 2
 
     def __post_init__(self) -> None:
-        if self.task not in ("lift", "place"):
-            raise InputError(f"unknown task {self.task!r}", field="task", fix="use lift or place")
-        if self.task == "place" and self.target_region is None:
+        if self.task not in ("lift", "place", "lift+place"):
+            raise InputError(f"unknown task {self.task!r}", field="task", fix="use lift, place or lift+place")
+        if self.task in ("place", "lift+place") and self.target_region is None:
             raise InputError("place needs a target region", field="target_region",
                              fix="pass --region XMIN XMAX YMIN YMAX (metres, base frame)")
 
@@ -218,11 +219,12 @@ def detect_success(pointmap: np.ndarray, robot_mask: np.ndarray | None, T_base_c
     seen = int(np.sum(np.isfinite(lift)))
     if seen:
         lift = lift - lift[np.flatnonzero(np.isfinite(lift))[0]]
-    if criteria.task == "lift":
-        success = bool(seen and np.nanmax(lift) > criteria.lift_height)
-    else:
-        x0, x1, y0, y1 = criteria.target_region  # type: ignore[misc]
-        success = final_xy is not None and x0 <= final_xy[0] <= x1 and y0 <= final_xy[1] <= y1
+    lifted = bool(seen and np.nanmax(lift) > criteria.lift_height)
+    placed = False
+    if criteria.target_region is not None:
+        x0, x1, y0, y1 = criteria.target_region
+        placed = final_xy is not None and x0 <= final_xy[0] <= x1 and y0 <= final_xy[1] <= y1
+    success = {"lift": lifted, "place": placed, "lift+place": lifted and placed}[criteria.task]
     return SuccessResult(success=bool(success), lift=lift, final_xy=final_xy, frames_with_object=seen)
 
 
@@ -614,10 +616,17 @@ def evaluate_episode(job_dir: Path, criteria: SuccessCriteria | None, *, robo4d_
 
 
 def evaluate_directory(run_dir: str | Path, criteria: SuccessCriteria | None = None, *,
-                       robo4d_root: str | Path | None = None, with_lpips: bool = True) -> dict[str, Any]:
+                       robo4d_root: str | Path | None = None, with_lpips: bool = True,
+                       criteria_by_scenario: dict[str, SuccessCriteria] | None = None) -> dict[str, Any]:
     """Evaluate every completed episode of a replay/batch folder and write ``evaluation.json``,
     ``evaluation.md`` and ``plots/*.png`` into it. Episodes that cannot be evaluated are listed
-    with their reason; the rest are evaluated."""
+    with their reason; the rest are evaluated.
+
+    criteria_by_scenario: success criteria per episode ``scenario`` (e.g. per sim task); episodes
+    of other scenarios use ``criteria``. Where the episode's marker carries ``gt_success`` (the
+    sim world's physics judgement), that is the ground-truth outcome; the detector's verdict on
+    the ground-truth 4D is kept as ``gt_detected_success``.
+    """
     run_dir = Path(run_dir)
     report_path = run_dir / REPORT
     if not report_path.is_file():
@@ -632,14 +641,17 @@ def evaluate_directory(run_dir: str | Path, criteria: SuccessCriteria | None = N
             row["reason"] = entry.get("reason")
             episodes.append(row)
             continue
+        crit = (criteria_by_scenario or {}).get(entry.get("scenario", "default"), criteria)
         try:
-            row.update(evaluate_episode(run_dir / entry["name"], criteria,
+            row.update(evaluate_episode(run_dir / entry["name"], crit,
                                         robo4d_root=Path(robo4d_root) if robo4d_root else None,
                                         with_lpips=with_lpips))
         except Kinema4DError as exc:
             row.update(status="not evaluated", reason=str(exc))
-        if "gt_success" not in row and entry.get("gt_success") is not None:
-            row["gt_success"] = bool(entry["gt_success"])  # e.g. the sim world's own judgement
+        if entry.get("gt_success") is not None:  # the sim world's own (physics) judgement is the GT
+            if "gt_success" in row:
+                row["gt_detected_success"] = row["gt_success"]
+            row["gt_success"] = bool(entry["gt_success"])
         episodes.append(row)
         if row.get("gt_success") is not None or row.get("sim_success") is not None:
             outcomes.append(Outcome(entry.get("scenario", "default"), entry.get("policy", "default"), entry["name"],
@@ -737,3 +749,299 @@ def process_sim_job(job: Job, job_dir: Path, cfg: PipelineConfig) -> dict[str, A
     summary = simulate_sensor_episode(sensor, cfg, job_dir, camera=camera)
     summary.update(scenario=job.source, policy=p["policy"], seed=p["seed"], gt_success=bool(ep.success))
     return summary
+
+
+# ----------------------------------------------------------------------------------------------
+# Backend comparison on shared simulated episodes
+# ----------------------------------------------------------------------------------------------
+
+SIM_EPISODE_FILE = "episode.npz"
+SIM_EPISODES_DIR = "sim_episodes"
+BACKENDS_DIR = "backends"
+COMPARISON = "comparison"
+
+#: what each backend is, as the comparison table says it
+BACKEND_ROLES = {
+    "static-scene": "baseline: no environment dynamics (first frame + robot render)",
+    "kinema4d-tiny": "reference: tiny preset, random untrained weights (machinery check, not a model)",
+    "kinema4d": "model: Kinema4D checkpoint",
+}
+BASELINES = ("static-scene",)
+
+
+def sim_success_criteria(tasks: Sequence[str], config: Any = None) -> dict[str, SuccessCriteria]:
+    """Success criteria on 4D output that mirror the sim world's own judgement per task (base
+    frame, table top at z = 0): ``pick_place`` = lifted more than the sim's lift threshold and
+    ending in the target square; ``push`` = ending in the target square. Only points in a box
+    around the cube's and the target's areas count as the object."""
+    from kinema4d_core.simworld.scene import SimConfig
+    from kinema4d_core.simworld.tasks import LIFT_THRESHOLD
+
+    cfg = config or SimConfig()
+    (cx, cy), (tx, ty), h = cfg.cube_nominal_xy, cfg.target_xy, cfg.target_half_size
+    region = (tx - h, tx + h, ty - h, ty + h)
+    m = 0.1 + cfg.cube_noise
+    workspace = (min(cx, tx) - m, max(cx, tx) + m, min(cy, ty) - m, max(cy, ty) + m)
+    out = {}
+    for task in tasks:
+        kind = "lift+place" if task == "pick_place" else "place"
+        out[task] = SuccessCriteria(task=kind, table_height=0.0, lift_height=LIFT_THRESHOLD, target_region=region,
+                                    workspace=workspace)
+    return out
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """A backend comparison: ``n`` scripted episodes per task, recorded once at ``size`` (H, W)
+    with ``n_frames`` frames, then run through every backend in ``backends`` (name -> options)."""
+
+    n: int
+    tasks: tuple[str, ...]
+    backends: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+    size: tuple[int, int] | None = None
+    n_frames: int = 49
+    seed: int = 42
+    steps: int = 50
+    robot: str = "panda"
+    with_lpips: bool = True
+    retry_failed: bool = False
+
+
+def _backend(name: str, options: tuple[tuple[str, Any], ...]) -> Any:
+    from kinema4d_core.backends import make_backend
+
+    return _cached(("backend", name, options), lambda: make_backend(name, **dict(options)))
+
+
+def benchmark_size(cfg: BenchmarkConfig) -> tuple[tuple[int, int], dict[str, str]]:
+    """The common image size (H, W) of a comparison and the backends that cannot run at all.
+
+    Model backends generate at their checkpoint's fixed size, so every backend runs (and is
+    scored) at that size; with only the baseline it is ``cfg.size`` or 240 x 360 (half the sim's
+    480 x 720). Model backends of different sizes, or a ``cfg.size`` that differs, are refused.
+    """
+    sizes: dict[str, tuple[int, int]] = {}
+    unavailable: dict[str, str] = {}
+    for name, options in cfg.backends:
+        if name == "static-scene":
+            continue
+        try:
+            sizes[name] = tuple(int(v) for v in _backend(name, options).size)  # type: ignore[assignment]
+        except Kinema4DError as exc:
+            unavailable[name] = str(exc)
+    distinct = set(sizes.values())
+    if len(distinct) > 1:
+        raise InputError(f"model backends generate different sizes {sizes}", field="--backends",
+                         fix="compare backends of one size per run")
+    if distinct:
+        size = distinct.pop()
+        if cfg.size is not None and tuple(cfg.size) != size:
+            raise InputError(f"--size {cfg.size} differs from the model size {size}", field="--size",
+                             fix=f"omit --size (the comparison runs at the model's {size[0]} x {size[1]})")
+        return size, unavailable
+    return (tuple(cfg.size) if cfg.size is not None else (240, 360)), unavailable  # type: ignore[return-value]
+
+
+def _resize_stack(frames: np.ndarray, hw: tuple[int, int], nearest: bool) -> np.ndarray:
+    return _resize_video(np.asarray(frames), hw, nearest=nearest)
+
+
+def record_sim_job(job: Job, job_dir: Path, size: tuple[int, int]) -> dict[str, Any]:
+    """Batch ``process``: run the scripted policy for the job's task and seed and store the
+    recording at ``size`` (rgb area-averaged, depth and robot mask nearest) with the camera's K
+    scaled to it, as ``job_dir/episode.npz``. The marker carries the sim's own success verdict."""
+    from kinema4d_core.simworld.episode import save_episode
+    from kinema4d_core.simworld.world import SimWorld
+
+    p = job.params
+    with SimWorld() as world:
+        ep = world.run_episode(job.source, n_frames=p["n_frames"], seed=p["seed"])
+        camera = world.camera_model().resized(*size)
+    ep.rgb = _resize_stack(ep.rgb, size, nearest=False)
+    ep.depth = _resize_stack(ep.depth.astype(np.float32), size, nearest=True)
+    ep.robot_mask = _resize_stack(ep.robot_mask.astype(np.uint8), size, nearest=True).astype(bool)
+    ep.K = np.asarray(camera.K)
+    save_episode(ep, job_dir / SIM_EPISODE_FILE)
+    return {"scenario": job.source, "policy": p["policy"], "seed": p["seed"], "gt_success": bool(ep.success),
+            "sim_judgement": ep.summary(), "frames": int(ep.n_frames), "size": list(size)}
+
+
+def process_recorded_sim_job(job: Job, job_dir: Path, episodes_dir: Path, cfg: PipelineConfig,
+                             camera: Any) -> dict[str, Any]:
+    """Batch ``process`` of one backend: the shared recording of ``job`` -> robot pointmap ->
+    backend -> outputs (as ``simulate_sensor_episode``). A failed recording fails this job too."""
+    from kinema4d_core.episodes import SensorEpisode
+    from kinema4d_core.simworld.episode import load_episode
+
+    marker = read_marker(episodes_dir / job.name)
+    if marker is None or marker.get("status") != "ok":
+        reason = "not recorded" if marker is None else marker.get("reason")
+        raise InputError(f"the simulated episode is unavailable ({reason})", field=f"episode {job.name}",
+                         fix="see sim_episodes/report.json")
+    ep = load_episode(episodes_dir / job.name / SIM_EPISODE_FILE)
+    if ep.rgb.shape[1:3] != (camera.height, camera.width):
+        raise InputError(f"recorded at {ep.rgb.shape[2]}x{ep.rgb.shape[1]}, the comparison runs at "
+                         f"{camera.width}x{camera.height}", field=f"episode {job.name}",
+                         fix="use a new output folder for another size")
+    sensor = SensorEpisode(name=job.name, stamps=np.asarray(ep.stamps, np.float64), rgb=ep.rgb,
+                           joint_names=tuple(ep.joint_names), joint_positions=ep.joint_positions,
+                           depth=np.where(ep.depth > 0, ep.depth, np.nan).astype(np.float32),
+                           alignment={"source": "simworld"})
+    summary = simulate_sensor_episode(sensor, cfg, job_dir, camera=camera)
+    summary.update(scenario=job.source, policy=job.params["policy"], seed=job.params["seed"],
+                   gt_success=bool(marker["gt_success"]))
+    return summary
+
+
+def run_backend_comparison(out_dir: str | Path, cfg: BenchmarkConfig, *, progress: bool = True) -> dict[str, Any]:
+    """Record ``cfg.n`` scripted sim episodes per task once (``OUT/sim_episodes/``), run them through
+    every backend (``OUT/backends/<name>/``, each evaluated as by ``evaluate_directory``) and write
+    the comparison ``OUT/comparison.json`` and ``OUT/comparison.md``. Every stage is resumable
+    (completion markers) and a failing episode or backend fails alone, with its reason."""
+    from kinema4d_core.simworld.calibration import sim_camera_model
+    from kinema4d_core.simworld.scene import SimConfig
+
+    out_dir = Path(out_dir)
+    if cfg.n < 1:
+        raise InputError(f"{cfg.n} episodes", field="--sim-benchmark", fix="use N >= 1")
+    if not cfg.backends:
+        raise InputError("no backends", field="--backends", fix="list at least one, e.g. static-scene")
+    size, unavailable = benchmark_size(cfg)
+    episodes_dir = out_dir / SIM_EPISODES_DIR
+    previous = episodes_dir / REPORT
+    if previous.is_file():
+        old = json.loads(previous.read_text())
+        if tuple(old.get("size", size)) != tuple(size) or old.get("frames", cfg.n_frames) != cfg.n_frames:
+            raise InputError(f"{out_dir} holds episodes of {old.get('frames')} frames at {old.get('size')}, this "
+                             f"run needs {cfg.n_frames} at {list(size)}", field="OUT",
+                             fix="use a new output folder (or the same --frames/--size as before)")
+    jobs = sim_jobs(cfg.n, cfg.tasks, n_frames=cfg.n_frames)
+    log.info("comparison: %d episodes at %dx%d, backends %s", len(jobs), size[1], size[0],
+             ", ".join(n for n, _ in cfg.backends))
+    run_batch(jobs, episodes_dir, lambda job, d: record_sim_job(job, d, size), retry_failed=cfg.retry_failed,
+              progress=progress, extra_report={"size": list(size), "frames": cfg.n_frames, "tasks": list(cfg.tasks),
+                                               "policy": "scripted", "robot": cfg.robot})
+    camera = sim_camera_model(SimConfig()).resized(*size)
+    criteria = sim_success_criteria(cfg.tasks)
+    results: dict[str, Any] = {}
+    for name, options in cfg.backends:
+        bdir = out_dir / BACKENDS_DIR / name
+        if name in unavailable:
+            results[name] = {"unavailable": unavailable[name]}
+            continue
+        pcfg = PipelineConfig(robot=cfg.robot, calibration="", backend=name, backend_options=options,
+                              n_frames=cfg.n_frames, seed=cfg.seed, steps=cfg.steps, write_bag=False)
+        report = run_batch(jobs, bdir, lambda job, d: process_recorded_sim_job(job, d, episodes_dir, pcfg, camera),
+                           retry_failed=cfg.retry_failed, progress=progress,
+                           extra_report={"backend": name, "role": BACKEND_ROLES.get(name, ""),
+                                         "size": list(size), "frames": cfg.n_frames, "steps": cfg.steps})
+        _CACHE.pop(("backend", name, options), None)  # free a model's weights before the next backend
+        evaluation = evaluate_directory(bdir, None, with_lpips=cfg.with_lpips, criteria_by_scenario=criteria)
+        results[name] = {"report": report, "evaluation": evaluation}
+    episodes_report = json.loads((episodes_dir / REPORT).read_text())
+    comparison = comparison_table(results, episodes_report, cfg, size)
+    write_text(out_dir / f"{COMPARISON}.json", json.dumps(_jsonable(comparison), indent=2))
+    write_text(out_dir / f"{COMPARISON}.md", comparison_markdown(comparison))
+    return comparison
+
+
+def _mean(values: Iterable[Any]) -> float | None:
+    vals = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)]
+    return float(np.mean(vals)) if vals else None
+
+
+_COMPARISON_METRICS = (("video", "psnr"), ("video", "ssim"), ("geometry", "cd_l1"), ("geometry", "cd_l2"),
+                       ("geometry", "fscore"), ("video", "temp_rgb"), ("geometry", "temp_cd_l1"),
+                       ("geometry", "flow_epe"))
+
+
+def comparison_table(results: dict[str, Any], episodes_report: dict[str, Any], cfg: BenchmarkConfig,
+                     size: tuple[int, int]) -> dict[str, Any]:
+    """Rows per backend and task (and "all"): GT (sim physics) vs simulated (detector on the
+    backend's 4D output) success rates with Wilson 95 % CIs and difference, the detector's rate
+    on the ground-truth 4D, mean PSNR/SSIM/CD-L1/CD-L2/F@0.01/temporal metrics and the backend's
+    seconds per episode."""
+    rec = {e["name"]: e for e in episodes_report.get("episodes", [])}
+    rows: list[dict[str, Any]] = []
+    for name, _ in cfg.backends:
+        res = results.get(name, {})
+        role = BACKEND_ROLES.get(name, "")
+        if "unavailable" in res:
+            rows.append({"backend": name, "baseline": name in BASELINES, "role": role, "task": "all",
+                         "unavailable": res["unavailable"]})
+            continue
+        markers = {e["name"]: e for e in res["report"]["episodes"]}
+        evaluated = {e["name"]: e for e in res["evaluation"]["episodes"]}
+        for task in [*cfg.tasks, "all"]:
+            names = [n for n, e in rec.items() if task == "all" or e.get("source") == task]
+            ok = [n for n in names if markers.get(n, {}).get("status") == "ok"]
+            ev = [evaluated[n] for n in ok if n in evaluated]
+            kg, ng = _rate(e.get("gt_success") for e in ev)
+            ks, ns = _rate(e.get("sim_success") for e in ev)
+            kd, nd = _rate(e.get("gt_detected_success") for e in ev)
+            gt, sim = (kg / ng if ng else None), (ks / ns if ns else None)
+            row: dict[str, Any] = {
+                "backend": name, "baseline": name in BASELINES, "role": role, "task": task,
+                "episodes": len(names), "ok": len(ok),
+                "failed": {n: markers[n].get("reason") for n in names
+                           if markers.get(n, {}).get("status") not in ("ok", None)},
+                "gt_rate": gt, "gt_ci": wilson_interval(kg, ng), "gt_n": ng,
+                "sim_rate": sim, "sim_ci": wilson_interval(ks, ns), "sim_n": ns,
+                "difference": (sim - gt) if gt is not None and sim is not None else None,
+                "detector_on_gt_rate": kd / nd if nd else None,
+                "seconds_per_episode": _mean(markers[n].get("seconds") for n in ok),
+            }
+            for group, key in _COMPARISON_METRICS:
+                row[key] = _mean(e[group].get(key) for e in ev if isinstance(e.get(group), dict))
+            rows.append(row)
+    rec_ok = [e for e in rec.values() if e.get("status") == "ok"]
+    return {"episodes_per_task": cfg.n, "tasks": list(cfg.tasks), "policy": "scripted", "frames": cfg.n_frames,
+            "size": list(size), "steps": cfg.steps, "seed": cfg.seed,
+            "backends": [{"name": n, "baseline": n in BASELINES, "role": BACKEND_ROLES.get(n, "")}
+                         for n, _ in cfg.backends],
+            "sim_episodes": {"ok": len(rec_ok), "total": len(rec),
+                             "seconds_per_episode": _mean(e.get("seconds") for e in rec_ok),
+                             "failed": {e["name"]: e.get("reason") for e in rec.values() if e.get("status") == "failed"}},
+            "ground_truth": "success: the sim world's physics judgement; video and geometry: the sim's rendered RGB "
+                            "and depth at the comparison size",
+            "criteria": {t: asdict(c) for t, c in sim_success_criteria(cfg.tasks).items()},
+            "rows": rows}
+
+
+def comparison_markdown(comparison: dict[str, Any]) -> str:
+    """The comparison as one markdown table (plus notes)."""
+    f = lambda v, d=3: "n/a" if v is None else f"{v:.{d}g}" if isinstance(v, float) else str(v)  # noqa: E731
+    h, w = comparison["size"]
+    lines = [f"# Backend comparison: scripted policy, {comparison['episodes_per_task']} episode(s) per task",
+             "",
+             f"Simulated world, tasks {', '.join(comparison['tasks'])}; {comparison['frames']} frames at {w}x{h}; "
+             f"the same recorded episodes for every backend ({comparison['sim_episodes']['ok']}/"
+             f"{comparison['sim_episodes']['total']} recorded, {f(comparison['sim_episodes']['seconds_per_episode'])} s "
+             f"each). GT success = the sim's physics judgement; Sim success = the same task's detector on the "
+             f"backend's 4D output; 'Det. on GT' = that detector on the ground-truth 4D (its own error). "
+             f"Success rates with 95 % Wilson intervals.",
+             "",
+             "| Backend | Role | Task | OK/Episodes | GT success | Sim success | Sim - GT | Det. on GT | PSNR (dB) "
+             "| SSIM | CD-L1 (m) | CD-L2 (m²) | F@0.01 | temp RGB | temp CD-L1 (m) | flow EPE (m) | s/episode |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in comparison["rows"]:
+        role = "**baseline**" if r["baseline"] else ("untrained reference" if r["backend"] == "kinema4d-tiny"
+                                                       else "model")
+        if "unavailable" in r:
+            lines.append(f"| {r['backend']} | {role} | all | unavailable: {r['unavailable']} |"
+                         + " |" * 13)
+            continue
+        diff = "n/a" if r["difference"] is None else f"{r['difference']:+.2f}"
+        lines.append(
+            f"| {r['backend']} | {role} | {r['task']} | {r['ok']}/{r['episodes']} | "
+            f"{_fmt_rate(r['gt_rate'], r['gt_ci'])} | {_fmt_rate(r['sim_rate'], r['sim_ci'])} | {diff} | "
+            f"{'n/a' if r['detector_on_gt_rate'] is None else format(r['detector_on_gt_rate'], '.2f')} | "
+            f"{f(r['psnr'], 4)} | {f(r['ssim'])} | {f(r['cd_l1'])} | {f(r['cd_l2'])} | {f(r['fscore'])} | "
+            f"{f(r['temp_rgb'])} | {f(r['temp_cd_l1'])} | {f(r['flow_epe'])} | {f(r['seconds_per_episode'])} |")
+    lines += ["", "Roles:"] + [f"- {b['name']}: {b['role']}" for b in comparison["backends"]]
+    failed = [(r["backend"], n, why) for r in comparison["rows"] if r.get("task") == "all"
+              for n, why in (r.get("failed") or {}).items()]
+    failed += [("(recording)", n, why) for n, why in comparison["sim_episodes"]["failed"].items()]
+    if failed:
+        lines += ["", "Failed episodes:"] + [f"- {b} {n}: {why}" for b, n, why in failed]
+    return "\n".join(lines) + "\n"

@@ -11,6 +11,9 @@
 #   3. requirements/requirements.txt under requirements/constraints.txt (every version pinned)
 #   4. this repository (kinema4d_core, kinema4d_ros) in editable mode
 #   5. the ROS 2 interface packages (scripts/build_interfaces.sh), built into the venv prefix
+#   6. only with KINEMA4D_BROWSER_TESTS=1 (`./run.sh test` sets it): Chromium for the headless
+#      browser test of the 4D web viewer, `apt-get install chromium` when /usr/bin/chromium is
+#      missing and we are root with apt-get. A failure only warns: that test then skips.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -56,5 +59,22 @@ fi
 
 if [ -x scripts/build_interfaces.sh ]; then
   KINEMA4D_VENV="$VENV" scripts/build_interfaces.sh
+fi
+if [ "${KINEMA4D_BROWSER_TESTS:-0}" = "1" ]; then
+  if [ -x /usr/bin/chromium ]; then
+    log "chromium present (/usr/bin/chromium) for the browser tests"
+  elif [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing chromium for the browser tests: apt-get update -qq && apt-get install -y -qq chromium"
+    if DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+        && [ -x /usr/bin/chromium ]; then
+      log "chromium installed: $(/usr/bin/chromium --version 2>/dev/null | head -n1)"
+    else
+      log "WARNING: could not install chromium; the headless browser test of the 4D viewer will be skipped"
+    fi
+  else
+    log "WARNING: /usr/bin/chromium is missing and cannot be installed here (needs root and apt-get);" \
+        "the headless browser test of the 4D viewer will be skipped"
+  fi
 fi
 log "environment ready: $VENV"

@@ -10,6 +10,14 @@ per scenario with Wilson intervals and the correlation across policies.
 ``kinema4d evaluate DIR --sim-benchmark N --robot panda`` first runs N simulated-world
 episodes per task with the scripted policy through the chosen backend (resumable), then
 evaluates them.
+
+``kinema4d evaluate OUT --sim-benchmark N --backends static-scene,kinema4d-tiny[,kinema4d]``
+records the N episodes per task once (OUT/sim_episodes), runs the same episodes through every
+listed backend (OUT/backends/<name>, each evaluated) and writes one comparison table,
+OUT/comparison.md and OUT/comparison.json: per backend and task the GT (sim physics) vs
+simulated success rate with Wilson intervals, PSNR, SSIM, CD-L1, CD-L2, F-score@0.01, temporal
+metrics and seconds per episode; static-scene is marked as the baseline. kinema4d needs --base
+and --checkpoint. Resumable; a failing episode or backend fails alone.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("evaluate", help="metrics and success tables of a replay folder",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", type=Path, help="folder written by `kinema4d replay` (or the output of --sim-benchmark)")
-    p.add_argument("--task", choices=["lift", "place"], help="success criterion on the 4D output")
+    p.add_argument("--task", choices=["lift", "place", "lift+place"], help="success criterion on the 4D output")
     p.add_argument("--table-height", type=float, default=0.0, help="table plane z in the base frame (m)")
     p.add_argument("--lift-height", type=float, default=0.05, help="lift success: object bottom above table (m)")
     p.add_argument("--region", type=float, nargs=4, metavar=("XMIN", "XMAX", "YMIN", "YMAX"),
@@ -39,6 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tasks", nargs="+", default=["pick_place", "push"],
                    help="sim benchmark tasks of the sim world (default: pick_place push)")
     p.add_argument("--robot", default="panda", help="sim benchmark robot config (default panda)")
+    p.add_argument("--backends", help="comma-separated backends to compare on the same sim episodes, "
+                                      "e.g. static-scene,kinema4d-tiny,kinema4d (with --sim-benchmark)")
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
+                   help="comparison image size (default: the model backends' size, else 240 360)")
+    p.add_argument("--retry-failed", action="store_true", help="rerun episodes that failed before")
     add_backend_args(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
@@ -49,8 +62,17 @@ def run(args: argparse.Namespace) -> int:
                                           run_batch, sim_jobs)
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
-    task = args.task or ("lift" if args.sim_benchmark else None)
+    if args.backends is not None:
+        return _compare(args)
+    if args.size is not None:
+        raise InputError("--size only applies to a comparison", field="--size", fix="add --backends, or drop --size")
+    task = args.task
     criteria = None
+    by_scenario = None
+    if args.sim_benchmark is not None and not task:
+        from kinema4d_core.evaluation import sim_success_criteria
+
+        by_scenario = sim_success_criteria(args.tasks)  # each sim task's own judgement, on the 4D output
     if task:
         criteria = SuccessCriteria(task=task, table_height=args.table_height, lift_height=args.lift_height,
                                    target_region=tuple(args.region) if args.region else None,
@@ -63,11 +85,48 @@ def run(args: argparse.Namespace) -> int:
                              steps=args.steps, write_bag=False)
         jobs = sim_jobs(args.sim_benchmark, args.tasks, n_frames=args.frames)
         run_batch(jobs, args.dir, lambda job, d: process_sim_job(job, d, cfg), progress=not args.quiet,
+                  retry_failed=args.retry_failed,
                   extra_report={"backend": args.backend, "robot": args.robot, "sim_benchmark": args.sim_benchmark})
-    result = evaluate_directory(args.dir, criteria, robo4d_root=args.robo4d, with_lpips=not args.no_lpips)
+    result = evaluate_directory(args.dir, criteria, robo4d_root=args.robo4d, with_lpips=not args.no_lpips,
+                                criteria_by_scenario=by_scenario)
     s = result["summary"]
     fmt = lambda v: "n/a" if v is None else f"{v:.4g}"  # noqa: E731
     print(f"evaluate: {s['evaluated']}/{s['episodes']} episodes; PSNR {fmt(s['video.psnr'])} dB, "
           f"SSIM {fmt(s['video.ssim'])}, CD-L1 {fmt(s['geometry.cd_l1'])} m, F@0.01 {fmt(s['geometry.fscore'])} "
           f"-> {args.dir / 'evaluation.md'}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from kinema4d_core.backends import BACKENDS
+    from kinema4d_core.evaluation import BenchmarkConfig, run_backend_comparison
+
+    if args.sim_benchmark is None:
+        raise InputError("--backends compares backends on simulated episodes", field="--backends",
+                         fix="add --sim-benchmark N")
+    if args.task or args.robo4d:
+        raise InputError("--task/--robo4d do not apply to a comparison (each sim task has its own criterion)",
+                         field="--backends", fix="drop --task/--robo4d")
+    names = [n.strip() for n in args.backends.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BACKENDS]
+    if not names or unknown or len(set(names)) != len(names):
+        raise InputError(f"{args.backends!r}", field="--backends",
+                         fix=f"a comma-separated list of distinct backends from {list(BACKENDS)}")
+    if "kinema4d" in names and not (args.base and args.checkpoint):
+        raise InputError("backend kinema4d needs the model", field="--backends",
+                         fix="pass --base WAN_DIR --checkpoint CKPT_DIR, or leave kinema4d out")
+    given = dict(backend_options(args))
+    per_backend = {"static-scene": (), "kinema4d-tiny": ("variant", "device"),
+                   "kinema4d": ("base", "checkpoint", "variant", "device")}
+    backends = tuple((n, tuple((k, given[k]) for k in per_backend[n] if k in given)) for n in names)
+    cfg = BenchmarkConfig(n=args.sim_benchmark, tasks=tuple(args.tasks), backends=backends,
+                          size=tuple(args.size) if args.size else None, n_frames=args.frames, seed=args.seed,
+                          steps=args.steps, robot=args.robot, with_lpips=not args.no_lpips,
+                          retry_failed=args.retry_failed)
+    comparison = run_backend_comparison(args.dir, cfg, progress=not args.quiet)
+    from kinema4d_core.evaluation import comparison_markdown
+
+    print(comparison_markdown(comparison))
+    print(f"evaluate: comparison of {len(names)} backends -> {args.dir / 'comparison.md'} "
+          f"and {args.dir / 'comparison.json'}")
     return 0
