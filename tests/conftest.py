@@ -22,15 +22,6 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# Shared test helpers (tests/ros/rosproc.py, tests/replay/replay_helpers.py) are importable by
-# their bare module names as well as through the `tests.` package.
-import sys  # noqa: E402
-
-for _helpers_dir in ("ros", "replay"):
-    _p = str(Path(__file__).resolve().parent / _helpers_dir)
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-
 _domain_counter = itertools.count()
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from kinema4d_core import bags as B
 from kinema4d_core.errors import InputError
-from replay_helpers import JOINTS, frame_image, write_recording
+from tests.replay.replay_helpers import JOINTS, frame_image, write_recording
 
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])

@@ -8,7 +8,7 @@ import pytest
 from kinema4d_core import bags as B
 from kinema4d_core import episodes as E
 from kinema4d_core.errors import InputError
-from replay_helpers import frame_image, write_recording
+from tests.replay.replay_helpers import frame_image, write_recording
 
 
 def test_gap_split_finds_each_burst():

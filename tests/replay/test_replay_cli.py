@@ -10,7 +10,7 @@ import pytest
 
 from kinema4d_core import bags as B
 from kinema4d_core.cli import main
-from replay_helpers import write_recording
+from tests.replay.replay_helpers import write_recording
 
 H, W = 48, 72
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from headless_chromium import CHROMIUM, HeadlessChromium
+from tests.replay.headless_chromium import CHROMIUM, HeadlessChromium
 
 FRAME_RGB = (24, 220, 64)  # a colour the viewer's own UI never uses
 H, W, T = 48, 64, 4

@@ -4,17 +4,13 @@ recorded bag (sqlite3 and mcap) with /clock."""
 from __future__ import annotations
 
 import json
-import sys
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rosproc import NodeProcess, RosClient, wait_for
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "replay"))
-from replay_helpers import JOINTS, frame_image, write_recording  # noqa: E402
+from tests.replay.replay_helpers import JOINTS, frame_image, write_recording
+from tests.ros.rosproc import NodeProcess, RosClient, wait_for
 
 pytestmark = pytest.mark.ros
 

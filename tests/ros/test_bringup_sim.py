@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rosproc import executable
+from tests.ros.rosproc import executable
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

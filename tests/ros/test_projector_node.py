@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from rosproc import NodeProcess, RosClient, publish_until, wait_for
+from tests.ros.rosproc import NodeProcess, RosClient, publish_until, wait_for
 
 pytestmark = pytest.mark.ros
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from rosproc import NodeProcess, RosClient, wait_for
+from tests.ros.rosproc import NodeProcess, RosClient, wait_for
 
 pytestmark = pytest.mark.ros
 
