@@ -36,7 +36,6 @@ COPY ros2_ws/ ros2_ws/
 COPY third_party/ third_party/
 COPY urdf/ urdf/
 COPY calibration/ calibration/
-COPY launch config ./
 
 # Pinned environment (torch from the CUDA index), editable packages, interface packages.
 RUN KINEMA4D_PYTHON=python3.11 scripts/setup_env.sh
