@@ -30,7 +30,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends software-proper
 WORKDIR /opt/kinema4d-ros
 COPY requirements/ requirements/
 COPY scripts/ scripts/
-COPY pyproject.toml run.sh ./
+COPY pyproject.toml README.md run.sh ./
 COPY kinema4d_core/ kinema4d_core/
 COPY ros2_ws/ ros2_ws/
 COPY third_party/ third_party/
