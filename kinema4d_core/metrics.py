@@ -212,8 +212,9 @@ def lpips(pred: np.ndarray, gt: np.ndarray, *, net: str = "alex", weights: str |
     """LPIPS (lower is better) over (T,H,W,3) uint8 videos, frame-averaged.
 
     Runs only when the ``lpips`` package is installed (its linear-layer weights ship with it) and
-    its backbone weights are available locally (``weights``: a torch state-dict path for the
-    backbone, otherwise torchvision's cache). Otherwise returns ``Unavailable`` with the reason.
+    its backbone weights are available locally (``weights``: a torch state-dict path whose keys
+    match ``lpips.LPIPS(net=net).net`` exactly, otherwise torchvision's cache). Otherwise returns
+    ``Unavailable`` with the reason.
     """
     try:
         import lpips as lpips_pkg  # type: ignore[import-not-found]
@@ -225,9 +226,10 @@ def lpips(pred: np.ndarray, gt: np.ndarray, *, net: str = "alex", weights: str |
     try:
         model = lpips_pkg.LPIPS(net=net, pretrained=True, pnet_rand=weights is not None, verbose=False)
         if weights is not None:
+            # Strict: a backbone with missing or unexpected keys would give meaningless scores.
             state = torch.load(weights, map_location="cpu")
-            model.net.load_state_dict(state, strict=False)
-    except Exception as exc:  # no network: torchvision cannot fetch backbone weights
+            model.net.load_state_dict(state, strict=True)
+    except Exception as exc:  # no network: torchvision cannot fetch backbone weights; or mismatched keys
         return Unavailable(f"LPIPS weights could not be loaded: {type(exc).__name__}: {exc}")
     to_t = lambda v: torch.from_numpy(np.asarray(v, np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2)  # noqa: E731
     with torch.no_grad():
