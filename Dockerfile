@@ -41,9 +41,7 @@ COPY calibration/ calibration/
 RUN KINEMA4D_PYTHON=python3.11 scripts/setup_env.sh
 
 # colcon build of ros2_ws (interfaces with ament_cmake from the wheels, kinema4d_ros ament_python).
-RUN . .venv/bin/activate && cd ros2_ws \
-    && CMAKE_PREFIX_PATH=/opt/kinema4d-ros/.venv colcon build \
-       --cmake-args -DPython3_EXECUTABLE=/opt/kinema4d-ros/.venv/bin/python -DBUILD_TESTING=OFF
+RUN scripts/colcon_build.sh
 
 COPY . .
 CMD [".venv/bin/kinema4d-ros", "bringup", "sim"]

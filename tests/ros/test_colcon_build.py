@@ -14,17 +14,13 @@ pytestmark = pytest.mark.slow
 
 def test_colcon_build_installs_launch_config_and_executables(tmp_path, repo_root):
     venv = Path(sys.prefix)
-    colcon = venv / "bin" / "colcon"
-    if not colcon.exists():
+    if not (venv / "bin" / "colcon").exists():
         pytest.fail("colcon is not installed in the venv: run scripts/setup_env.sh")
-    env = dict(os.environ, CMAKE_PREFIX_PATH=str(venv), AMENT_PREFIX_PATH=str(venv),
-               PATH=f"{venv / 'bin'}:{os.environ.get('PATH', '')}", PYTHONWARNINGS="ignore::DeprecationWarning",
-               COLCON_HOME=str(tmp_path / "colcon_home"))
+    env = dict(os.environ, KINEMA4D_VENV=str(venv), COLCON_HOME=str(tmp_path / "colcon_home"),
+               COLCON_LOG_PATH=str(tmp_path / "log"))
     build, install = tmp_path / "build", tmp_path / "install"
-    proc = subprocess.run([str(colcon), "--log-base", str(tmp_path / "log"), "build", "--base-paths",
-                           str(repo_root / "ros2_ws" / "src"), "--build-base", str(build), "--install-base",
-                           str(install), "--cmake-args", f"-DPython3_EXECUTABLE={sys.executable}",
-                           "-DBUILD_TESTING=OFF", "--parallel-workers", "2"],
+    proc = subprocess.run([str(repo_root / "scripts" / "colcon_build.sh"), "--build-base", str(build),
+                           "--install-base", str(install), "--parallel-workers", "2"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     share = install / "kinema4d_ros" / "share" / "kinema4d_ros"
