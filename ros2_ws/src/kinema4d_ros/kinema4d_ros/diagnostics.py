@@ -81,3 +81,15 @@ class Health:
 
     def to_json(self, **extra: Any) -> str:
         return json.dumps(self.snapshot(**extra), sort_keys=True)
+
+
+def steady_timer(node, period_s: float, callback: Callable[[], None], **kwargs: Any):
+    """``node.create_timer`` on the steady clock.
+
+    Status and housekeeping timers must keep running in sim time too: with ``use_sim_time`` and
+    no (or a paused) ``/clock`` -- a replay that ended, a paused simulator -- ROS-time timers never
+    fire. ``kwargs`` go to ``create_timer`` (callback_group, autostart).
+    """
+    from rclpy.clock import Clock, ClockType
+
+    return node.create_timer(period_s, callback, clock=Clock(clock_type=ClockType.STEADY_TIME), **kwargs)

@@ -48,7 +48,7 @@ from tf2_msgs.msg import TFMessage
 from kinema4d_core.errors import Kinema4DError
 from kinema4d_ros import qos
 from kinema4d_ros.conversions import image_to_numpy, image_to_rgb, numpy_to_image, stamp_to_seconds
-from kinema4d_ros.diagnostics import Health
+from kinema4d_ros.diagnostics import Health, steady_timer
 from kinema4d_ros.node_main import run_node
 from kinema4d_ros.params import ParamSpec, declare_params
 
@@ -133,8 +133,8 @@ class CalibrationNode(Node):
                               ("reload", self._srv_reload), ("clear", self._srv_clear)):
             self.create_service(Trigger, f"calibration/{name}", self._wrap(name, handler), callback_group=services)
         if self.p["overlay_period_s"] > 0:
-            self.create_timer(self.p["overlay_period_s"], self._overlay_tick,
-                              callback_group=MutuallyExclusiveCallbackGroup())
+            steady_timer(self, self.p["overlay_period_s"], self._overlay_tick,
+                         callback_group=MutuallyExclusiveCallbackGroup())
         self._publish_tf()
         self._publish_status()
         self.get_logger().info(

@@ -62,7 +62,7 @@ from kinema4d_interfaces.action import Simulate
 from kinema4d_ros import qos
 from kinema4d_ros.conversions import (image_to_numpy, image_to_rgb, joint_state_to_vector, numpy_to_image,
                                       points_to_cloud, stamp_to_seconds)
-from kinema4d_ros.diagnostics import Health
+from kinema4d_ros.diagnostics import Health, steady_timer
 from kinema4d_ros.node_main import run_node
 from kinema4d_ros.params import ParamSpec, declare_params, optional_calibration
 
@@ -151,7 +151,7 @@ class InferenceNode(Node):
         self.action = ActionServer(self, Simulate, "kinema4d/simulate", execute_callback=self._execute,
                                    goal_callback=self._on_goal, cancel_callback=lambda _h: CancelResponse.ACCEPT,
                                    callback_group=group)
-        self.create_timer(0.5, self._publish_status, callback_group=group)
+        steady_timer(self, 0.5, self._publish_status, callback_group=group)
         self.get_logger().info(f"inference ready: backend={self.backend.name} robot={self.robot.config.name} "
                                f"output_root={self.p['output_root']}")
 

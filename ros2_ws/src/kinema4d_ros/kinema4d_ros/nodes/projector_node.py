@@ -46,7 +46,7 @@ from kinema4d_core.errors import InputError, Kinema4DError
 from kinema4d_ros import qos
 from kinema4d_ros.conversions import (camera_info_to_model, image_to_cdr, points_to_cloud_cdr,
                                       stamp_to_seconds)
-from kinema4d_ros.diagnostics import Health
+from kinema4d_ros.diagnostics import Health, steady_timer
 from kinema4d_ros.node_main import run_node
 from kinema4d_ros.params import ParamSpec, declare_params, optional_calibration
 
@@ -103,7 +103,7 @@ class ProjectorNode(Node):
         self.pub_status = self.create_publisher(String, "kinema4d/projector/status", qos.LATCHED)
         self.create_subscription(JointState, "joint_states", self._on_joint_state, qos.SENSOR_IN)
         self.create_subscription(CameraInfo, "camera/camera_info", self._on_camera_info, qos.SENSOR_IN)
-        self.create_timer(self.p["status_period_s"], self._publish_status)
+        steady_timer(self, self.p["status_period_s"], self._publish_status)
         self._worker = threading.Thread(target=self._work, name="projector-render", daemon=True)
         self._worker.start()
         self.get_logger().info(

@@ -39,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 from geometry_msgs.msg import TransformStamped
-from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -48,7 +47,7 @@ from tf2_msgs.msg import TFMessage
 
 from kinema4d_core.errors import ConfigError, InputError
 from kinema4d_ros import qos
-from kinema4d_ros.diagnostics import Health
+from kinema4d_ros.diagnostics import Health, steady_timer
 from kinema4d_ros.node_main import run_node
 from kinema4d_ros.params import ParamSpec, declare_params
 
@@ -180,12 +179,11 @@ class RobotStateNode(Node):
         self.pub_tf_static = self.create_publisher(TFMessage, "/tf_static", qos.LATCHED)
         self.pub_status = self.create_publisher(String, "robot_state/status", qos.LATCHED)
         self.create_subscription(JointState, "joint_states", self._on_joint_state, qos.SENSOR_IN)
-        # Timers run on the steady clock: with use_sim_time and no (or a paused) /clock, ROS-time
-        # timers never fire, and a held-back joint state would never be published.
-        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        # Timers run on the steady clock (steady_timer): with use_sim_time and no (or a paused)
+        # /clock, ROS-time timers never fire, and a held-back joint state would never be published.
         self._flush_timer = None
         self._make_flush_timer()
-        self.create_timer(self.p["status_period_s"], self._publish_status, clock=self._steady)
+        steady_timer(self, self.p["status_period_s"], self._publish_status)
 
         self.pub_description.publish(String(data=self.description))
         static = transforms_msgs(self.robot.frame_poses(self._q), self.fixed_edges, self.get_clock().now().to_msg())
@@ -208,7 +206,7 @@ class RobotStateNode(Node):
         period = self._min_period()
         if period > 0:
             # armed (reset) only while a state is held back
-            self._flush_timer = self.create_timer(period, self._flush, clock=self._steady, autostart=False)
+            self._flush_timer = steady_timer(self, period, self._flush, autostart=False)
 
     def _on_params(self, changed: dict) -> str | None:
         self.p.update(changed)
