@@ -172,7 +172,7 @@ class CameraModel:
         if not np.allclose(K[2], [0, 0, 1]) or K[1, 0] != 0:
             raise ConfigError("last row must be 0 0 1 and K[1,0] must be 0", field="camera_matrix",
                               fix="give an upper-triangular pinhole matrix")
-        if self.distortion_model not in DISTORTION_MODELS:
+        if not isinstance(self.distortion_model, str) or self.distortion_model not in DISTORTION_MODELS:
             raise ConfigError(f"unsupported distortion model {self.distortion_model!r}",
                               field="distortion_model",
                               fix=f"use one of {sorted(DISTORTION_MODELS)} (OpenCV coefficient order)")
@@ -300,7 +300,7 @@ _REQUIRED = ("image_width", "image_height", "camera_matrix", "distortion_model",
 
 
 def _matrix(doc: dict, key: str, shape: tuple[int, int] | None, path: Path) -> np.ndarray:
-    """Read a ROS ``{rows, cols, data}`` matrix; ``shape=None`` accepts rows=1 with any cols."""
+    """Read a ROS ``{rows, cols, data}`` matrix; ``shape=None`` accepts any rows x cols."""
     node = doc[key]
     if not isinstance(node, dict) or not {"rows", "cols", "data"} <= set(node):
         raise ConfigError("must be a mapping with rows, cols and data", field=f"{path}: {key}",
@@ -311,7 +311,7 @@ def _matrix(doc: dict, key: str, shape: tuple[int, int] | None, path: Path) -> n
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"rows/cols/data must be numbers ({exc})", field=f"{path}: {key}",
                           fix="write numbers only") from None
-    if data.size != rows * cols:
+    if rows < 0 or cols < 0 or data.size != rows * cols:
         raise ConfigError(f"rows x cols = {rows}x{cols} but data has {data.size} numbers",
                           field=f"{path}: {key}", fix="make rows * cols match the length of data")
     if shape is not None and (rows, cols) != shape:
@@ -355,6 +355,16 @@ def _extrinsics(node: Any, path: Path) -> tuple[np.ndarray, str, str]:
     return T, str(node["parent_frame"]), str(node["child_frame"])
 
 
+def _whole_number(value: Any) -> int:
+    """``int(value)``, refusing booleans and fractional numbers (``720.5`` must not become 720)."""
+    if isinstance(value, bool):
+        raise TypeError("a boolean is not an image size")
+    out = int(value)
+    if isinstance(value, float) and out != value:
+        raise ValueError(f"{value} is not a whole number")
+    return out
+
+
 def calibration_from_dict(doc: Any, source: str | os.PathLike = "<calibration>") -> CameraModel:
     """Build a CameraModel from a parsed calibration YAML document (see module docstring)."""
     path = Path(source)
@@ -366,16 +376,17 @@ def calibration_from_dict(doc: Any, source: str | os.PathLike = "<calibration>")
             raise ConfigError("missing field", field=f"{path}: {key}",
                               fix=f"a calibration file needs {', '.join(_REQUIRED)}")
     try:
-        width, height = int(doc["image_width"]), int(doc["image_height"])
+        width, height = _whole_number(doc["image_width"]), _whole_number(doc["image_height"])
     except (TypeError, ValueError):
-        raise ConfigError("must be integers", field=f"{path}: image_width/image_height",
+        raise ConfigError(f"must be integers, got {doc['image_width']!r}x{doc['image_height']!r}",
+                          field=f"{path}: image_width/image_height",
                           fix="write the image size in pixels") from None
     if width <= 0 or height <= 0:
         raise ConfigError(f"must be positive, got {width}x{height}", field=f"{path}: image_width/image_height",
                           fix="write the image size in pixels")
     K = _matrix(doc, "camera_matrix", (3, 3), path)
     model = doc["distortion_model"]
-    if model not in DISTORTION_MODELS:
+    if not isinstance(model, str) or model not in DISTORTION_MODELS:
         raise ConfigError(f"unsupported distortion model {model!r}", field=f"{path}: distortion_model",
                           fix=f"use one of {sorted(DISTORTION_MODELS)}")
     D = _matrix(doc, "distortion_coefficients", None, path).ravel()

@@ -6,6 +6,7 @@
   folder inside ``out_dir`` and moved into place together when the block succeeds; on failure
   nothing in ``out_dir`` changes.
 - ``save_npz``, ``write_text``, ``write_mp4``: atomic single-file writers.
+- ``cache_dir(name)``: the on-disk cache folder shared by the mesh caches (or None when disabled).
 """
 
 from __future__ import annotations
@@ -29,6 +30,18 @@ def _read_umask() -> int:
 
 # Read once at import: os.umask is process-wide, so toggling it later could race with other threads.
 _UMASK = _read_umask()
+
+
+def cache_dir(name: str) -> Path | None:
+    """Cache sub-folder ``name`` of ``$KINEMA4D_CACHE_DIR`` (default ``~/.cache/kinema4d``).
+
+    Returns None when caching is disabled (``KINEMA4D_CACHE_DIR`` set to ``off``, ``0``, ``none``
+    or empty). The folder is not created here.
+    """
+    root = os.environ.get("KINEMA4D_CACHE_DIR", "~/.cache/kinema4d")
+    if root.strip().lower() in ("", "off", "0", "none"):
+        return None
+    return Path(root).expanduser() / name
 
 
 @contextlib.contextmanager

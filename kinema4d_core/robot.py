@@ -747,10 +747,9 @@ _MESH_CACHE_VERSION = 1
 def mesh_cache_dir() -> Path | None:
     """Disk cache for assembled link meshes: ``$KINEMA4D_CACHE_DIR`` (``off`` disables) or
     ``~/.cache/kinema4d``, sub-folder ``meshes``."""
-    root = os.environ.get("KINEMA4D_CACHE_DIR", "~/.cache/kinema4d")
-    if root.strip().lower() in ("", "off", "0", "none"):
-        return None
-    return Path(root).expanduser() / "meshes"
+    from kinema4d_core.io import cache_dir
+
+    return cache_dir("meshes")
 
 
 def _mesh_cache_key(config: RobotConfig) -> str:
@@ -802,7 +801,10 @@ def _load_robot_cached(source: str, mtime_ns: int) -> RobotModel:
 def load_robot(name_or_path: str | os.PathLike) -> RobotModel:
     """Robot model for a config name or yaml path, cached per process (by yaml path and mtime).
 
-    The cached instance is shared: do not mutate it; use ``with_meshes`` for other meshes.
+    The cached instance is shared: do not mutate it; use ``with_meshes`` for other meshes. Like every
+    RobotModel it is not thread-safe (one Pinocchio ``Data``): a thread that runs FK/IK while another
+    may too should use its own copy: ``robot.with_meshes(robot.meshes)`` (same kinematics and meshes,
+    its own ``Data``).
     """
     config = load_robot_config(name_or_path)
     return _load_robot_cached(str(config.source), config.source.stat().st_mtime_ns)

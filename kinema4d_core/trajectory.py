@@ -150,7 +150,7 @@ def _check_poses(ee_poses: Any, field: str = "ee_poses") -> np.ndarray:
         arr = np.asarray(ee_poses, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise InputError(f"not a numeric array ({exc})", field=field, fix="pass (T,4,4) poses") from exc
-    if arr.ndim == 2 and arr.shape[1] == 7:
+    if arr.ndim == 2 and arr.shape[1] == 7 and len(arr):
         return pose_from_position_quaternion(arr[:, :3], arr[:, 3:])
     if arr.ndim != 3 or arr.shape[1:] != (4, 4) or len(arr) == 0:
         raise InputError(f"expected (T,4,4) poses or (T,7) [x y z qx qy qz qw], got {arr.shape}", field=field,
@@ -270,7 +270,11 @@ def _gripper_positions(robot: RobotModel, gripper: Any, n: int) -> np.ndarray | 
     if robot.config.gripper is None:
         raise InputError(f"robot '{robot.config.name}' has no gripper", field="gripper",
                          fix="omit the gripper values or add a gripper to the robot config")
-    g = np.asarray(gripper, dtype=np.float64)
+    try:
+        g = np.asarray(gripper, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"not numeric ({exc})", field="gripper", fix="one finger position in metres per frame") \
+            from exc
     if g.shape != (n,):
         raise InputError(f"expected ({n},) gripper positions (one per pose), got {g.shape}", field="gripper",
                          fix="one finger position in metres per frame")
@@ -428,4 +432,4 @@ def load_trajectory_file(path: str | os.PathLike, robot: RobotModel) -> JointTra
             raise InputError(f"expected ({len(names)},) named by joint_names, got {data['q0'].shape}", field="q0",
                              fix="one start position per joint name")
         q0 = robot.joint_vector(names, data["q0"])
-    return from_velocities(robot, names, data["velocities"], float(data["dt"]), q0=q0)
+    return from_velocities(robot, names, data["velocities"], data["dt"][()], q0=q0)  # converted (and checked) there

@@ -143,19 +143,24 @@ def load_twin(folder: str | os.PathLike, robot: RobotModel) -> tuple[LinkMesh, .
     if not isinstance(names, list) or not isinstance(spec["q_ref"], list) or len(names) != len(spec["q_ref"]):
         raise ConfigError("joint_names and q_ref must be lists of the same length", field="q_ref",
                           fix="one reference position per joint name")
-    try:
-        q_ref = robot.joint_vector(names, np.asarray(spec["q_ref"], dtype=np.float64))
-        T = np.asarray(spec["T_recon_base"], dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, InputError):
-            raise
-        raise ConfigError(f"not numeric ({exc})", field="T_recon_base", fix="a 4x4 list of numbers") from exc
+    values = {}
+    for key, fix in (("q_ref", "one number per joint name"), ("T_recon_base", "a 4x4 list of numbers")):
+        try:
+            values[key] = np.asarray(spec[key], dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"not numeric ({exc})", field=key, fix=fix) from exc
+    q_ref = robot.joint_vector(names, values["q_ref"])
+    T = values["T_recon_base"]
     files = sorted(p for p in (folder / "pieces").glob("*") if p.suffix.lower() in (".ply", ".obj"))
     if not files:
         raise ConfigError(f"no .ply/.obj files in {folder / 'pieces'}", field="pieces",
                           fix="save one mesh per link as pieces/<link>.ply")
     pieces = []
     for path in files:
-        v, f, c = load_mesh_file(path)
+        try:
+            v, f, c = load_mesh_file(path)
+        except Exception as exc:  # trimesh raises many types for unreadable files
+            raise ConfigError(f"cannot read {path} ({type(exc).__name__}: {exc})", field=f"pieces/{path.name}",
+                              fix="save each piece as a readable .ply/.obj triangle mesh") from exc
         pieces.append(TwinPiece(link=path.stem, vertices=v, faces=f, colors=c))
     return twin_meshes(robot, pieces, q_ref, T)

@@ -102,13 +102,19 @@ def _read_views(folder: Path, robot) -> tuple[list[Path], np.ndarray]:
     if not joints.is_file():
         raise InputError(f"{joints} is missing", field="--views",
                          fix="save joint_names (N,) and positions (V,N) with numpy.savez as joints.npz")
-    with np.load(joints, allow_pickle=False) as data:
-        for key in ("joint_names", "positions"):
-            if key not in data:
-                raise InputError(f"missing array '{key}'", field=f"joints.npz:{key}",
+    try:
+        with np.load(joints, allow_pickle=False) as data:
+            missing = [key for key in ("joint_names", "positions") if key not in data]
+            if missing:
+                raise InputError(f"missing array '{missing[0]}'", field=f"joints.npz:{missing[0]}",
                                  fix="save joint_names (N,) and positions (V,N)")
-        names = [str(n) for n in data["joint_names"]]
-        pos = np.asarray(data["positions"], np.float64)
+            names = [str(n) for n in data["joint_names"]]
+            pos = np.asarray(data["positions"], np.float64)
+    except InputError:
+        raise
+    except (OSError, ValueError, TypeError) as exc:   # not an .npz, pickled objects, non-numeric positions
+        raise InputError(f"cannot read {joints} ({exc})", field="joints.npz",
+                         fix="save joint_names (N,) and positions (V,N) with numpy.savez (plain arrays)") from None
     if pos.ndim != 2 or pos.shape != (len(images), len(names)):
         raise InputError(f"positions has shape {pos.shape}, expected ({len(images)} images, {len(names)} joints)",
                          field="joints.npz:positions", fix="one row of joint positions per view image")
@@ -143,7 +149,7 @@ def run_handeye(args: argparse.Namespace) -> int:
     result = solve_eye_to_hand(views, spec, camera, min_corners=args.min_corners, min_views=args.min_views)
     print(result.summary())
     problems = []
-    if result.rms_px > args.max_rms_px:
+    if not result.rms_px <= args.max_rms_px:
         problems.append(f"reprojection rms {result.rms_px:.3f} px > --max-rms-px {args.max_rms_px}")
     if not result.translation_std_m * 1000 <= args.max_translation_std_mm:
         problems.append(f"translation spread {result.translation_std_m * 1000:.2f} mm > "
@@ -165,7 +171,15 @@ def _load_mesh(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
 
     if not path.is_file():
         raise InputError(f"{path} does not exist", field="--mesh", fix="pass the reconstructed mesh file")
-    return load_mesh_file(path)
+    try:
+        V, F, colors = load_mesh_file(path)
+    except Exception as exc:  # trimesh raises many types for unreadable files
+        raise InputError(f"cannot read {path} ({type(exc).__name__}: {exc})", field="--mesh",
+                         fix="pass a readable triangle mesh (.ply/.obj/.stl/.glb)") from exc
+    if len(F) == 0:
+        raise InputError(f"{path} holds no triangles", field="--mesh",
+                         fix="pass the reconstructed surface as a triangle mesh (not a point cloud)")
+    return V, F, colors
 
 
 def run_align_mesh(args: argparse.Namespace) -> int:

@@ -69,6 +69,8 @@ def load_episode(path: str | os.PathLike) -> Episode:
             meta = json.loads(str(z["meta"]))
             arrays = {name: z[name] for name in _ARRAYS}
             names = tuple(str(n) for n in z["joint_names"])
+    except InputError:
+        raise   # an InputError is a ValueError: keep it as is rather than wrapping it below
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read episode file: {exc}", field=str(path),
                          fix="pass an .npz written by save_episode") from exc

@@ -3,20 +3,20 @@
 MuJoCo cannot decode .dae, so the visual meshes are read with trimesh (+ pycollada), the scene
 graph transforms are applied (vertices end up in the mesh file's frame, metres), and the parts
 are grouped by material colour. Results are cached as .npz under
-``$KINEMA4D_CACHE_DIR/mujoco_panda`` (default ``~/.cache/kinema4d/mujoco_panda``), keyed by the
-source file's name, size and mtime, and written atomically.
+``$KINEMA4D_CACHE_DIR/mujoco_panda`` (default ``~/.cache/kinema4d/mujoco_panda``; ``off`` disables,
+as for the robot mesh cache), keyed by the source file's name, size and mtime, and written atomically.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from kinema4d_core.errors import ConfigError
+from kinema4d_core.io import cache_dir as _cache_root
 from kinema4d_core.io import save_npz
 
 
@@ -29,9 +29,9 @@ class MaterialMesh:
     rgba: tuple[float, float, float, float]
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("KINEMA4D_CACHE_DIR") or os.path.join(Path.home(), ".cache", "kinema4d")
-    return Path(base) / "mujoco_panda"
+def cache_dir() -> Path | None:
+    """Folder of the converted-mesh cache, or None when ``KINEMA4D_CACHE_DIR=off`` disables caching."""
+    return _cache_root("mujoco_panda")
 
 
 def _cache_key(source: Path) -> str:
@@ -74,7 +74,10 @@ def load_material_meshes(source: str | Path) -> list[MaterialMesh]:
     if not source.exists():
         raise ConfigError(f"visual mesh {source} does not exist", field="urdf.visual.mesh",
                           fix="check the URDF's package:// paths and package_dirs")
-    cached = cache_dir() / _cache_key(source)
+    folder = cache_dir()
+    if folder is None:
+        return _convert(source)
+    cached = folder / _cache_key(source)
     if cached.exists():
         try:
             with np.load(cached) as z:

@@ -137,7 +137,8 @@ def _add_robot(spec: mujoco.MjSpec, urdf: Urdf, T_world_base: np.ndarray) -> lis
                 actuated.append(joint.name)
             else:
                 eq = spec.add_equality(type=mujoco.mjtEq.mjEQ_JOINT, name1=joint.name, name2=joint.mimic)
-                eq.data[:5] = [0.0, 1.0, 0.0, 0.0, 0.0]
+                # q_joint = offset + multiplier * q_mimic (polynomial coefficients, qpos0 = 0)
+                eq.data[:5] = [joint.mimic_offset, joint.mimic_multiplier, 0.0, 0.0, 0.0]
         for vis in link.visuals:
             for part in load_material_meshes(vis.mesh):
                 name = f"{link_name}_visual_{next(mesh_ids)}"

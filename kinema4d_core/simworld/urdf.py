@@ -48,7 +48,9 @@ class Joint:
     upper: float = 0.0
     effort: float = 0.0
     damping: float = 0.0
-    mimic: str | None = None       # name of the joint this one copies (multiplier 1, offset 0)
+    mimic: str | None = None       # name of the joint this one follows:
+    mimic_multiplier: float = 1.0  # q = multiplier * q[mimic] + offset (URDF <mimic> attributes)
+    mimic_offset: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -89,15 +91,15 @@ def _origin(elem: ET.Element | None) -> np.ndarray:
 
 
 def _resolve(uri: str, urdf_dir: Path, package_dirs: tuple[Path, ...]) -> Path:
-    if uri.startswith("package://"):
-        rel = uri[len("package://"):]
-        for base in package_dirs:
-            if (base / rel).exists():
-                return base / rel
+    """A mesh filename of the URDF as a path (same rules as ``kinema4d_core.robot.resolve_resource``);
+    ConfigError when a ``package://`` mesh is under none of ``package_dirs``."""
+    from kinema4d_core.robot import resolve_resource
+
+    path = resolve_resource(uri, package_dirs, urdf_dir, field="urdf")
+    if uri.startswith("package://") and not path.exists():
         raise ConfigError(f"mesh {uri} not found under package dirs {[str(p) for p in package_dirs]}",
                           field="urdf", fix="pass the folder that contains the package as package_dirs")
-    path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
-    return path if path.is_absolute() else urdf_dir / path
+    return path
 
 
 def _geometry(elem: ET.Element, urdf_dir: Path, package_dirs: tuple[Path, ...]) -> Geometry | None:
@@ -149,5 +151,7 @@ def read_urdf(path: str | Path, package_dirs: tuple[Path, ...] = ()) -> Urdf:
             effort=float(limit.get("effort", 0.0)) if limit is not None else 0.0,
             damping=float(dyn.get("damping", 0.0)) if dyn is not None else 0.0,
             mimic=mimic.get("joint") if mimic is not None else None,
+            mimic_multiplier=float(mimic.get("multiplier", 1.0)) if mimic is not None else 1.0,
+            mimic_offset=float(mimic.get("offset", 0.0)) if mimic is not None else 0.0,
         ))
     return Urdf(root.get("name", path.stem), links, tuple(joints))

@@ -152,3 +152,35 @@ def test_align_mesh_cli_writes_a_loadable_twin(tmp_path, capsys):
     code = main(["calibrate", "align-mesh", "--robot", "panda", "--mesh", str(tmp_path / "recon.ply"),
                  "--correspondences", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "twin2")])
     assert code != 0 and not (tmp_path / "twin2" / "twin.yaml").exists()
+
+
+@pytest.mark.parametrize("content", [b"not an npz", None])
+def test_unreadable_joints_file_is_a_clear_error(tmp_path, repo_root, capsys, content):
+    """A damaged joints.npz (or one with pickled objects) used to end in a traceback."""
+    views = tmp_path / "views"
+    views.mkdir()
+    imageio.imwrite(views / "view_000.png", np.zeros((8, 8, 3), np.uint8))
+    if content is None:
+        np.savez(views / "joints.npz", joint_names=np.array(["a"]), positions=np.array([[{"q": 1}]], dtype=object))
+    else:
+        (views / "joints.npz").write_bytes(content)
+    out = tmp_path / "camera.yaml"
+    code = main(["calibrate", "handeye", "--robot", "panda", "--board", str(repo_root / "calibration/charuco_board.yaml"),
+                 "--views", str(views), "--out", str(out),
+                 "--camera-info", str(repo_root / "calibration" / "sim_camera.yaml")])
+    err = capsys.readouterr().err
+    assert code == 2 and "joints.npz" in err and "cannot read" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name, content, text", [
+    ("recon.ply", b"not a mesh", "cannot read"),      # trimesh's ValueError used to end in a traceback
+    ("recon.obj", b"# no faces\n", "no triangles"),   # an empty mesh failed later with an unrelated message
+])
+def test_align_mesh_cli_unreadable_mesh_is_a_clear_error(tmp_path, capsys, name, content, text):
+    (tmp_path / name).write_bytes(content)
+    code = main(["calibrate", "align-mesh", "--robot", "panda", "--mesh", str(tmp_path / name),
+                 "--correspondences", str(tmp_path / "corr.npz"), "--out", str(tmp_path / "twin")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--mesh" in err and text in err
+    assert not (tmp_path / "twin").exists()

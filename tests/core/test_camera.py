@@ -173,6 +173,15 @@ BAD_FIELDS = {
     "quaternion 3 numbers": (_set("extrinsics.rotation", [0.0, 0.0, 1.0]), "extrinsics.rotation"),
     "translation 2 numbers": (_set("extrinsics.translation", [0.0, 1.0]), "extrinsics.translation"),
     "translation text": (_set("extrinsics.translation", ["a", "b", "c"]), "extrinsics"),
+    # a YAML list/mapping here used to crash with "unhashable type" instead of naming the field
+    "distortion model a list": (_set("distortion_model", ["plumb_bob"]), "distortion_model"),
+    "distortion model a mapping": (_set("distortion_model", {"name": "plumb_bob"}), "distortion_model"),
+    # a fractional size used to be truncated silently (720.5 -> 720)
+    "fractional width": (_set("image_width", 160.5), "image_width"),
+    "boolean height": (_set("image_height", True), "image_height"),
+    # negative rows/cols with a matching product used to crash in reshape
+    "negative rows and cols": (_set("distortion_coefficients", {"rows": -1, "cols": -5, "data": [0.0] * 5}),
+                               "distortion_coefficients"),
 }
 
 
@@ -227,3 +236,9 @@ def test_pixel_rays_follow_a_replaced_camera():
     K2[0, 0], K2[1, 1] = 2 * K[0, 0], 2 * K[1, 1]     # same principal point, twice the focal length
     wider = dataclasses.replace(cam, K=K2)
     assert np.allclose(wider.pixel_rays()[0, 0], first[0, 0] / 2)
+
+
+def test_camera_model_rejects_a_non_string_distortion_model():
+    with pytest.raises(ConfigError) as err:
+        CameraModel(160, 120, K, [0] * 5, ["plumb_bob"], np.eye(4))
+    assert err.value.field == "distortion_model"

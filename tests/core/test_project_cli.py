@@ -98,6 +98,21 @@ def test_bad_input_fails_cleanly_without_output(inputs, tmp_path, capsys, case, 
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_extrinsics_in_another_frame_than_the_robot_base_are_refused(inputs, tmp_path, capsys):
+    cal, traj = inputs
+    doc = yaml.safe_load(cal.read_text())
+    doc["extrinsics"]["parent_frame"] = "world"
+    other = tmp_path / "world_cal.yaml"
+    other.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "out"
+    argv = ["project", "--robot", "panda", "--calibration", str(other), "--trajectory", str(traj),
+            "--out", str(out), "--frames", "5", "--height", "48", "--width", "64"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "extrinsics.parent_frame" in err and "'world'" in err and "'panda_link0'" in err
+    assert not out.exists()
+
+
 def test_failure_keeps_a_previous_good_output_untouched(inputs, tmp_path):
     cal, traj = inputs
     out = tmp_path / "out"

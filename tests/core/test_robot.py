@@ -294,6 +294,19 @@ def test_with_meshes_swaps_meshes_and_keeps_kinematics():
         robot.with_meshes([LinkMesh("tentacle", 0, np.eye(3), [[0, 1, 2]], [[0, 0, 0]])])
 
 
+@pytest.mark.parametrize("faces, field", [
+    ([[0, 1, 3]], "faces"),       # past the last vertex
+    ([[0, 1, -1]], "faces"),      # negative: numpy indexing would silently wrap to the last vertex
+    ([[0, 1]], "faces"),
+])
+def test_link_mesh_rejects_bad_faces_naming_the_field(faces, field):
+    with pytest.raises(InputError) as err:
+        LinkMesh("panda_link7", 0, np.eye(3), faces, [[0, 0, 0]] * len(faces))
+    assert err.value.field == field
+    with pytest.raises(ValueError):      # InputError stays a ValueError for existing callers
+        LinkMesh("panda_link7", 0, np.eye(3), faces, [[0, 0, 0]] * len(faces))
+
+
 def test_load_robot_is_cached_per_config():
     assert load_robot("panda") is load_robot("panda")
     assert load_robot("panda") is not load_robot("xarm7")

@@ -148,6 +148,7 @@ def test_unreachable_pose_reports_every_failed_frame(panda):
     (np.tile(np.eye(4), (2, 1, 1)) * np.array([1, 1, 1, 1.0]) + np.diag([1.0, 0, 0, 0]), "not a rigid transform"),
     (np.full((1, 4, 4), np.nan), "NaN"),
     (np.array([[0, 0, 0.5, 0, 0, 0, 2.0]]), "norm 2"),
+    (np.zeros((0, 7)), "expected \\(T,4,4\\)"),     # no poses: rejected like an empty (0,4,4)
 ])
 def test_bad_ee_poses_are_rejected(panda, poses, text):
     with pytest.raises(InputError, match=text) as err:
@@ -221,6 +222,8 @@ def test_trajectory_file_positions_velocities_and_poses(panda, tmp_path):
     ({"joint_names": None, "positions": np.zeros((3, 8)), "velocities": np.zeros((3, 8))}, "velocities"),
     ({"ee_poses": np.zeros((3, 4))}, "ee_poses"),
     ({"ee_poses": None, "gripper": np.zeros(5)}, "gripper"),
+    ({"ee_poses": None, "gripper": np.array(["open"] * 3)}, "gripper"),    # used to raise a bare ValueError
+    ({"joint_names": None, "velocities": np.zeros((3, 8)), "dt": np.array("0.1 s")}, "dt"),   # same
     ({"joint_names": None, "positions": None, "colour": np.zeros(3)}, "colour"),
     ({}, "positions"),
 ])

@@ -143,3 +143,32 @@ def test_twin_folder_errors(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_twin(tmp_path, robot)
     assert err.value.field == "pieces"
+
+
+def test_twin_folder_names_the_non_numeric_key(tmp_path):
+    robot = load_robot("xarm7")
+    q_ref = robot.home().tolist()
+    q_ref[2] = "zero"
+    (tmp_path / "twin.yaml").write_text(yaml.safe_dump({"T_recon_base": np.eye(4).tolist(),
+                                                         "joint_names": list(robot.joint_names), "q_ref": q_ref}))
+    with pytest.raises(ConfigError) as err:
+        load_twin(tmp_path, robot)
+    assert err.value.field == "q_ref"          # was reported as T_recon_base
+    (tmp_path / "twin.yaml").write_text(yaml.safe_dump({"T_recon_base": [["x"] * 4] * 4,
+                                                         "joint_names": list(robot.joint_names),
+                                                         "q_ref": robot.home().tolist()}))
+    with pytest.raises(ConfigError) as err:
+        load_twin(tmp_path, robot)
+    assert err.value.field == "T_recon_base"
+
+
+def test_twin_folder_with_an_unreadable_piece_names_the_file(tmp_path):
+    robot = load_robot("xarm7")
+    (tmp_path / "twin.yaml").write_text(yaml.safe_dump({"T_recon_base": np.eye(4).tolist(),
+                                                         "joint_names": list(robot.joint_names),
+                                                         "q_ref": robot.home().tolist()}))
+    (tmp_path / "pieces").mkdir()
+    (tmp_path / "pieces" / "link2.ply").write_bytes(b"not a mesh")
+    with pytest.raises(ConfigError) as err:        # was a bare ValueError from trimesh
+        load_twin(tmp_path, robot)
+    assert err.value.field == "pieces/link2.ply"

@@ -77,5 +77,7 @@ def test_episode_round_trips_through_npz(tmp_path, push_episodes, push_seeds):
 def test_loading_a_foreign_npz_names_the_problem(tmp_path):
     path = tmp_path / "other.npz"
     np.savez(path, rgb=np.zeros((1, 2, 2, 3), np.uint8))
-    with pytest.raises(InputError, match="lacks"):
+    with pytest.raises(InputError, match="lacks") as err:
         load_episode(path)
+    # said once, not wrapped again as "cannot read episode file: <path>: episode file lacks ..."
+    assert "cannot read" not in str(err.value) and str(err.value).count(str(path)) == 1
