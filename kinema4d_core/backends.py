@@ -234,12 +234,10 @@ class TinyBackend(Kinema4DBackend):
 def backproject_depth(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
     """(H, W) metres -> (H, W, 3) camera-frame points at integer pixel centres (no distortion:
     the depth image must be rectified); NaN where depth is not finite or <= 0."""
-    h, w = depth.shape
-    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    from kinema4d_core.metrics import depth_to_pointmap
+
     z = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float64)
-    x = (u - K[0, 2]) / K[0, 0] * z
-    y = (v - K[1, 2]) / K[1, 1] * z
-    return np.stack([x, y, z], axis=-1).astype(np.float32)
+    return depth_to_pointmap(z, K).astype(np.float32)
 
 
 class StaticSceneBackend:
@@ -286,9 +284,33 @@ class StaticSceneBackend:
                        T_base_camera=np.asarray(robot.T_base_camera, np.float64), metadata=meta)
 
 
+def backend_option_names(name: str) -> tuple[str, ...]:
+    """The keyword options ``make_backend(name, ...)`` accepts (ConfigError for an unknown name)."""
+    import inspect
+
+    def params(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "options")]
+
+    if name == "kinema4d":
+        return tuple(params(Kinema4DBackend))
+    if name == "kinema4d-tiny":   # its own options + the model options it passes on (not the paths)
+        own = params(TinyBackend)
+        return tuple(own + [p for p in params(Kinema4DBackend)
+                            if p not in own and p not in ("base", "checkpoint", "weights_note")])
+    if name == "static-scene":
+        return ()
+    raise ConfigError(f"unknown backend {name!r}", field="backend", fix=f"use one of {BACKENDS}")
+
+
 def make_backend(name: str, **options) -> Backend:
     """``kinema4d`` (base=, checkpoint=, variant=, device=, dtype=, offload=, ...),
-    ``kinema4d-tiny`` (checkpoint_dir=None, variant=, seed=, ...), ``static-scene`` (no options)."""
+    ``kinema4d-tiny`` (checkpoint_dir=None, variant=, seed=, ...), ``static-scene`` (no options).
+    ConfigError for an unknown name or an option the backend does not take."""
+    allowed = backend_option_names(name)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{name} does not take the options {unknown}", field="backend",
+                          fix=f"{name} takes {list(allowed)}" if allowed else f"{name} takes no options")
     if name == "kinema4d":
         missing = [k for k in ("base", "checkpoint") if not options.get(k)]
         if missing:
@@ -297,8 +319,4 @@ def make_backend(name: str, **options) -> Backend:
         return Kinema4DBackend(options.pop("base"), options.pop("checkpoint"), **options)
     if name == "kinema4d-tiny":
         return TinyBackend(**options)
-    if name == "static-scene":
-        if options:
-            raise ConfigError(f"static-scene takes no options, got {sorted(options)}", field="backend")
-        return StaticSceneBackend()
-    raise ConfigError(f"unknown backend {name!r}", field="backend", fix=f"use one of {BACKENDS}")
+    return StaticSceneBackend()

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from kinema4d_core.conditioning import pointmap_to_rgb, rgb_to_pointmap01
 from kinema4d_core.errors import InputError
 
 
@@ -309,23 +310,24 @@ def read_robo4d_episode(root: str | os.PathLike, name: str, *, mask_threshold: i
                          fix="all videos of an episode must share frame count and size")
     return Robo4DEpisode(
         name=name, first_frame=np.ascontiguousarray(first[..., ::-1]), rgb=parts["videos"],
-        pointmap01=parts["pointmap"].astype(np.float32) / 255.0, robot_rgb=parts["mask_videos"],
-        robot_pointmap01=parts["mask_pointmap"].astype(np.float32) / 255.0,
+        pointmap01=rgb_to_pointmap01(parts["pointmap"]), robot_rgb=parts["mask_videos"],
+        robot_pointmap01=rgb_to_pointmap01(parts["mask_pointmap"]),
         robot_mask=parts["mask_videos"].max(axis=-1) > mask_threshold)
 
 
 def write_robo4d_episode(root: str | os.PathLike, name: str, rgb: np.ndarray, pointmap01: np.ndarray,
                          robot_rgb: np.ndarray, robot_pointmap01: np.ndarray, fps: float = 12.0) -> None:
-    """Write one episode in the Robo4D layout (pointmaps in [0,1] stored as pseudo-RGB mp4)."""
+    """Write one episode in the Robo4D layout (pointmaps in [0,1] stored as pseudo-RGB mp4), all
+    five files or none (staged)."""
     import cv2
 
-    from kinema4d_core.io import atomic_path, write_mp4
+    from kinema4d_core.io import StagedOutput, write_mp4
 
-    root = Path(root)
-    to_u8 = lambda x: np.clip(np.round(np.asarray(x) * 255.0), 0, 255).astype(np.uint8)  # noqa: E731
-    write_mp4(root / "videos" / f"{name}.mp4", np.asarray(rgb, np.uint8), fps)
-    write_mp4(root / "pointmap" / f"{name}.mp4", to_u8(pointmap01), fps)
-    write_mp4(root / "mask_videos" / f"{name}.mp4", np.asarray(robot_rgb, np.uint8), fps)
-    write_mp4(root / "mask_pointmap" / f"{name}.mp4", to_u8(robot_pointmap01), fps)
-    with atomic_path(root / "first_frames" / f"{name}.png") as tmp:
-        cv2.imwrite(str(tmp), np.ascontiguousarray(np.asarray(rgb[0], np.uint8)[..., ::-1]))  # tmp ends in .png
+    with StagedOutput(root) as st:
+        write_mp4(st.path(f"videos/{name}.mp4"), np.asarray(rgb, np.uint8), fps)
+        write_mp4(st.path(f"pointmap/{name}.mp4"), pointmap_to_rgb(pointmap01), fps)
+        write_mp4(st.path(f"mask_videos/{name}.mp4"), np.asarray(robot_rgb, np.uint8), fps)
+        write_mp4(st.path(f"mask_pointmap/{name}.mp4"), pointmap_to_rgb(robot_pointmap01), fps)
+        first = st.path(f"first_frames/{name}.png")
+        if not cv2.imwrite(str(first), np.ascontiguousarray(np.asarray(rgb[0], np.uint8)[..., ::-1])):
+            raise InputError(f"could not write {first.name}", field="robo4d", fix="check the first frame")

@@ -567,6 +567,13 @@ def _match_length(gt: np.ndarray, n: int) -> np.ndarray:
     return gt[uniform_indices(len(gt), n)]
 
 
+def scale_intrinsics(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """K of an image resized by ``sx`` (width) and ``sy`` (height), about pixel centres (a centre
+    u maps to (u + 0.5) * s - 0.5, as ``CameraModel.resized``)."""
+    S = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+    return S @ np.asarray(K, np.float64)
+
+
 def evaluate_episode(job_dir: Path, criteria: SuccessCriteria | None, *, robo4d_root: Path | None = None,
                      with_lpips: bool = True) -> dict[str, Any]:
     """Metrics (and success on GT and prediction) of one completed episode folder."""
@@ -595,10 +602,7 @@ def evaluate_episode(job_dir: Path, criteria: SuccessCriteria | None, *, robo4d_
         mask = _resize_video(_match_length(mask.astype(np.uint8), n), hw, nearest=True).astype(bool)
     if "depth" in gt:
         depth = _resize_video(_match_length(gt["depth"], n), hw, nearest=True)
-        K = np.asarray(gt["K"], np.float64).copy()
-        sy, sx = hw[0] / gt["depth"].shape[1], hw[1] / gt["depth"].shape[2]
-        K[0] *= sx
-        K[1] *= sy
+        K = scale_intrinsics(gt["K"], hw[1] / gt["depth"].shape[2], hw[0] / gt["depth"].shape[1])
         gt_pm = depth_to_pointmap(depth, K)
         valid = np.isfinite(depth) & np.all(np.isfinite(pred_pm), axis=-1)
         out["geometry"] = pointmap_metrics(pred_pm, gt_pm, valid)
@@ -648,6 +652,9 @@ def evaluate_directory(run_dir: str | Path, criteria: SuccessCriteria | None = N
                                         with_lpips=with_lpips))
         except Kinema4DError as exc:
             row.update(status="not evaluated", reason=str(exc))
+        except Exception as exc:  # a missing/corrupt file or a bug must not sink the other episodes
+            log.exception("evaluating episode %s crashed", entry["name"])
+            row.update(status="not evaluated", reason=f"unexpected {type(exc).__name__}: {exc}")
         if entry.get("gt_success") is not None:  # the sim world's own (physics) judgement is the GT
             if "gt_success" in row:
                 row["gt_detected_success"] = row["gt_success"]
@@ -732,21 +739,27 @@ def sim_jobs(n: int, tasks: Sequence[str], *, policy: str = "scripted", n_frames
             for task in tasks for seed in range(n)]
 
 
+def sim_sensor_episode(name: str, ep: Any) -> Any:
+    """A sim world recording (``simworld.episode``) as an ``episodes.SensorEpisode``: its depth
+    with NaN where the sim rendered none (<= 0), as a depth camera reports it."""
+    from kinema4d_core.episodes import SensorEpisode
+
+    return SensorEpisode(name=name, stamps=np.asarray(ep.stamps, np.float64), rgb=ep.rgb,
+                         joint_names=tuple(ep.joint_names), joint_positions=ep.joint_positions,
+                         depth=np.where(ep.depth > 0, ep.depth, np.nan).astype(np.float32),
+                         alignment={"source": "simworld"})
+
+
 def process_sim_job(job: Job, job_dir: Path, cfg: PipelineConfig) -> dict[str, Any]:
     """Run the sim world's scripted policy for the job's task and seed, then the pipeline on its
     recording (the sim's own depth is the geometry ground truth; its success is the GT outcome)."""
-    from kinema4d_core.episodes import SensorEpisode
     from kinema4d_core.simworld.world import SimWorld
 
     p = job.params
     with SimWorld() as world:
         ep = world.run_episode(job.source, n_frames=p["n_frames"], seed=p["seed"])
         camera = world.camera_model()
-    sensor = SensorEpisode(name=job.name, stamps=np.asarray(ep.stamps, np.float64), rgb=ep.rgb,
-                           joint_names=tuple(ep.joint_names), joint_positions=ep.joint_positions,
-                           depth=np.where(ep.depth > 0, ep.depth, np.nan).astype(np.float32),
-                           alignment={"source": "simworld"})
-    summary = simulate_sensor_episode(sensor, cfg, job_dir, camera=camera)
+    summary = simulate_sensor_episode(sim_sensor_episode(job.name, ep), cfg, job_dir, camera=camera)
     summary.update(scenario=job.source, policy=p["policy"], seed=p["seed"], gt_success=bool(ep.success))
     return summary
 
@@ -842,10 +855,6 @@ def benchmark_size(cfg: BenchmarkConfig) -> tuple[tuple[int, int], dict[str, str
     return (tuple(cfg.size) if cfg.size is not None else (240, 360)), unavailable  # type: ignore[return-value]
 
 
-def _resize_stack(frames: np.ndarray, hw: tuple[int, int], nearest: bool) -> np.ndarray:
-    return _resize_video(np.asarray(frames), hw, nearest=nearest)
-
-
 def record_sim_job(job: Job, job_dir: Path, size: tuple[int, int]) -> dict[str, Any]:
     """Batch ``process``: run the scripted policy for the job's task and seed and store the
     recording at ``size`` (rgb area-averaged, depth and robot mask nearest) with the camera's K
@@ -857,9 +866,9 @@ def record_sim_job(job: Job, job_dir: Path, size: tuple[int, int]) -> dict[str, 
     with SimWorld() as world:
         ep = world.run_episode(job.source, n_frames=p["n_frames"], seed=p["seed"])
         camera = world.camera_model().resized(*size)
-    ep.rgb = _resize_stack(ep.rgb, size, nearest=False)
-    ep.depth = _resize_stack(ep.depth.astype(np.float32), size, nearest=True)
-    ep.robot_mask = _resize_stack(ep.robot_mask.astype(np.uint8), size, nearest=True).astype(bool)
+    ep.rgb = _resize_video(np.asarray(ep.rgb), size)
+    ep.depth = _resize_video(ep.depth.astype(np.float32), size, nearest=True)
+    ep.robot_mask = _resize_video(ep.robot_mask.astype(np.uint8), size, nearest=True).astype(bool)
     ep.K = np.asarray(camera.K)
     save_episode(ep, job_dir / SIM_EPISODE_FILE)
     return {"scenario": job.source, "policy": p["policy"], "seed": p["seed"], "gt_success": bool(ep.success),
@@ -870,7 +879,6 @@ def process_recorded_sim_job(job: Job, job_dir: Path, episodes_dir: Path, cfg: P
                              camera: Any) -> dict[str, Any]:
     """Batch ``process`` of one backend: the shared recording of ``job`` -> robot pointmap ->
     backend -> outputs (as ``simulate_sensor_episode``). A failed recording fails this job too."""
-    from kinema4d_core.episodes import SensorEpisode
     from kinema4d_core.simworld.episode import load_episode
 
     marker = read_marker(episodes_dir / job.name)
@@ -883,11 +891,7 @@ def process_recorded_sim_job(job: Job, job_dir: Path, episodes_dir: Path, cfg: P
         raise InputError(f"recorded at {ep.rgb.shape[2]}x{ep.rgb.shape[1]}, the comparison runs at "
                          f"{camera.width}x{camera.height}", field=f"episode {job.name}",
                          fix="use a new output folder for another size")
-    sensor = SensorEpisode(name=job.name, stamps=np.asarray(ep.stamps, np.float64), rgb=ep.rgb,
-                           joint_names=tuple(ep.joint_names), joint_positions=ep.joint_positions,
-                           depth=np.where(ep.depth > 0, ep.depth, np.nan).astype(np.float32),
-                           alignment={"source": "simworld"})
-    summary = simulate_sensor_episode(sensor, cfg, job_dir, camera=camera)
+    summary = simulate_sensor_episode(sim_sensor_episode(job.name, ep), cfg, job_dir, camera=camera)
     summary.update(scenario=job.source, policy=job.params["policy"], seed=job.params["seed"],
                    gt_success=bool(marker["gt_success"]))
     return summary

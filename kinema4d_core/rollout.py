@@ -15,15 +15,19 @@ Folder layout (written all-or-nothing through io.StagedOutput):
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from kinema4d_core.conditioning import pointmap_to_rgb
 from kinema4d_core.errors import InputError
 from kinema4d_core.io import StagedOutput, write_mp4, write_npz
 
 FPS = 12.0
+ARRAYS = ("rgb", "pointmap_normalized", "pointmap", "metric_fit_residual", "K", "T_base_camera", "metadata_json")
+"""The members of ``rollout.npz``."""
 
 
 @dataclass
@@ -37,6 +41,9 @@ class Rollout:
     metadata: dict = field(default_factory=dict)
 
     def validate(self) -> None:
+        """InputError naming the first array whose shape/dtype breaks the layout above."""
+        if np.ndim(self.rgb) != 4:
+            raise InputError(f"has shape {np.shape(self.rgb)}, expected (T,H,W,3) uint8", field="rgb")
         t, h, w = self.rgb.shape[:3]
         checks = {
             "rgb": (self.rgb.shape == (t, h, w, 3) and self.rgb.dtype == np.uint8, "(T,H,W,3) uint8"),
@@ -52,8 +59,21 @@ class Rollout:
 
 
 def pointmap_to_rgb8(pointmap01: np.ndarray) -> np.ndarray:
-    """(…, 3) in [0, 1] -> uint8 pseudo-RGB (NaN -> 0)."""
-    return (np.clip(np.nan_to_num(pointmap01, nan=0.0), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    """(…, 3) in [0, 1] -> uint8 pseudo-RGB (``conditioning.pointmap_to_rgb``, with NaN -> 0)."""
+    return pointmap_to_rgb(np.nan_to_num(pointmap01, nan=0.0))
+
+
+def frame_points(pointmap: np.ndarray, rgb: np.ndarray | None = None, max_points: int | None = None
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Point cloud of one (H, W, 3) camera-frame pointmap (metres): finite points in front of the
+    camera (z > 0) as (N, 3) float32, with their (N, 3) uint8 colours from ``rgb`` (H, W, 3) if
+    given. ``max_points`` keeps every k-th such point so that at most that many remain."""
+    xyz = np.asarray(pointmap, np.float32).reshape(-1, 3)
+    idx = np.flatnonzero(np.isfinite(xyz).all(axis=1) & (xyz[:, 2] > 0))
+    if max_points and idx.size > max_points:
+        idx = idx[:: int(np.ceil(idx.size / max_points))]
+    colors = None if rgb is None else np.asarray(rgb, np.uint8).reshape(-1, 3)[idx]
+    return xyz[idx], colors
 
 
 def write_ply(path: str | Path, xyz: np.ndarray, rgb: np.ndarray) -> None:
@@ -88,7 +108,11 @@ def read_ply(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def save_rollout(rollout: Rollout, out_dir: str | Path, *, points: bool = True) -> None:
-    """Write the folder layout above into ``out_dir`` (nothing is changed there on failure)."""
+    """Write the folder layout above into ``out_dir`` (nothing is changed there on failure).
+
+    PLY files of an earlier, longer rollout in ``out_dir`` (or all of them with ``points=False``)
+    are removed afterwards, so ``points/`` never mixes two rollouts.
+    """
     rollout.validate()
     pm_rgb = pointmap_to_rgb8(rollout.pointmap_normalized)
     with StagedOutput(out_dir) as staged:
@@ -101,19 +125,34 @@ def save_rollout(rollout: Rollout, out_dir: str | Path, *, points: bool = True) 
         write_mp4(staged.path("rgb.mp4"), rollout.rgb, fps=FPS)
         write_mp4(staged.path("pointmap.mp4"), pm_rgb, fps=FPS)
         write_mp4(staged.path("side_by_side.mp4"), np.concatenate([rollout.rgb, pm_rgb], axis=2), fps=FPS)
+        written = set()
         if points:
             for t in range(len(rollout.rgb)):
-                xyz = rollout.pointmap[t].reshape(-1, 3)
-                keep = np.isfinite(xyz).all(1) & (xyz[:, 2] > 0)
-                write_ply(staged.path(f"points/frame_{t:03d}.ply"), xyz[keep], rollout.rgb[t].reshape(-1, 3)[keep])
+                name = f"frame_{t:03d}.ply"
+                write_ply(staged.path(f"points/{name}"), *frame_points(rollout.pointmap[t], rollout.rgb[t]))
+                written.add(name)
+    for stale in sorted(Path(out_dir, "points").glob("frame_*.ply")):
+        if stale.name not in written:
+            stale.unlink()
 
 
 def load_rollout(out_dir: str | Path) -> Rollout:
-    """Read ``out_dir/rollout.npz`` back into a Rollout."""
+    """Read ``out_dir/rollout.npz`` back into a Rollout; InputError when it is missing, unreadable
+    or lacks one of the ``ARRAYS``."""
     path = Path(out_dir) / "rollout.npz"
     if not path.is_file():
         raise InputError(f"{path} does not exist", field="rollout", fix="pass a folder written by `kinema4d simulate`")
-    with np.load(path, allow_pickle=False) as data:
-        return Rollout(rgb=data["rgb"], pointmap_normalized=data["pointmap_normalized"], pointmap=data["pointmap"],
-                       metric_fit_residual=data["metric_fit_residual"], K=data["K"],
-                       T_base_camera=data["T_base_camera"], metadata=json.loads(str(data["metadata_json"][0])))
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in ARRAYS if k not in data.files]
+            if missing:
+                raise InputError(f"{path} lacks {missing}", field="rollout",
+                                 fix="write the folder again with `kinema4d simulate` (save_rollout)")
+            arrays = {k: data[k] for k in ARRAYS}
+        metadata = json.loads(str(arrays.pop("metadata_json")[0]))
+    except InputError:
+        raise
+    except (OSError, ValueError, IndexError, zipfile.BadZipFile) as exc:  # truncated / corrupt file, bad JSON
+        raise InputError(f"{path} is not a readable rollout ({type(exc).__name__}: {exc})", field="rollout",
+                         fix="write the folder again with `kinema4d simulate` (save_rollout)") from exc
+    return Rollout(**arrays, metadata=metadata)

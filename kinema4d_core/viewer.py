@@ -34,18 +34,9 @@ import numpy as np
 
 from kinema4d_core.errors import InputError
 from kinema4d_core.io import atomic_path
+from kinema4d_core.rollout import frame_points
 
 ROBOT_COLOR = (255, 140, 0)
-
-
-def _cloud(points: np.ndarray, colors: np.ndarray | None, max_points: int) -> tuple[np.ndarray, np.ndarray | None]:
-    pts = np.asarray(points, np.float32).reshape(-1, 3)
-    keep = np.all(np.isfinite(pts), axis=1) & (pts[:, 2] > 0)
-    idx = np.flatnonzero(keep)
-    if max_points and idx.size > max_points:
-        idx = idx[:: int(np.ceil(idx.size / max_points))]
-    cols = None if colors is None else np.asarray(colors, np.uint8).reshape(-1, 3)[idx]
-    return pts[idx], cols
 
 
 def write_rollout_rrd(path: str | os.PathLike, rollout: Any, *, robot_pointmap: np.ndarray | None = None,
@@ -76,13 +67,13 @@ def write_rollout_rrd(path: str | os.PathLike, rollout: Any, *, robot_pointmap: 
             rec.set_time("frame", sequence=t)
             # one row per frame: the pinhole travels with the image (one log call, one row)
             rec.log("world/camera/image", pinhole, rr.Image(rgb[t]))
-            pts, cols = _cloud(pm[t], rgb[t], max_points)
+            pts, cols = frame_points(pm[t], rgb[t], max_points)
             rec.log("world/camera/points", rr.Points3D(pts, colors=cols, radii=0.002))
             if robot_pointmap is not None:
                 rp = np.asarray(robot_pointmap[t], np.float32)
                 if robot_mask is not None:
                     rp = np.where(np.asarray(robot_mask[t], bool)[..., None], rp, np.nan)
-                rpts, _ = _cloud(rp, None, max_points)
+                rpts, _ = frame_points(rp, None, max_points)
                 rec.log("world/camera/robot", rr.Points3D(rpts, colors=ROBOT_COLOR, radii=0.002))
             if ground_truth_rgb is not None and t < len(ground_truth_rgb):
                 rec.log("ground_truth/image", rr.Image(np.asarray(ground_truth_rgb[t], np.uint8)))
@@ -213,10 +204,15 @@ def _private_rerun_env(home: Path) -> dict[str, str]:
     been run turns that off without touching the user's own rerun configuration.
     """
     env = dict(os.environ, XDG_CONFIG_HOME=str(home / "config"), XDG_DATA_HOME=str(home / "data"))
-    done = subprocess.run([str(rerun_executable()), "analytics", "disable"], env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, timeout=30)
+    try:
+        done = subprocess.run([str(rerun_executable()), "analytics", "disable"], env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise InputError(f"could not run `rerun analytics disable`: {type(exc).__name__}: {exc}",
+                         field="rerun analytics", fix="check the rerun-sdk installation") from exc
     config = home / "config" / "rerun" / "analytics.json"
-    if done.returncode != 0 or '"analytics_enabled":false' not in config.read_text().replace(" ", ""):
+    disabled = config.is_file() and '"analytics_enabled":false' in config.read_text().replace(" ", "")
+    if done.returncode != 0 or not disabled:
         raise InputError("could not switch off the rerun CLI's usage analytics: "
                          f"{(done.stderr or done.stdout).decode(errors='replace')[-300:]}",
                          field="rerun analytics", fix="check the rerun-sdk installation")
@@ -250,13 +246,17 @@ def serve_rrd(path: str | os.PathLike, *, web_port: int = 0, grpc_port: int = 0,
         server_memory_limit = f"{max(1024, 2 * (path.stat().st_size >> 20) + 256)}MiB"
     tmp_dir = Path(tempfile.mkdtemp(prefix="kinema4d-view-"))
     log_path = tmp_dir / "rerun.log"
-    env = _private_rerun_env(tmp_dir)
-    cmd = [str(rerun_executable()), "--serve-web", "--bind", LOOPBACK, "--web-viewer-port", str(web_port),
-           "--port", str(grpc_port), "--server-memory-limit", server_memory_limit, str(path.resolve())]
-    with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                cwd=tmp_dir, env=env,
-                                preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None)
+    try:
+        env = _private_rerun_env(tmp_dir)
+        cmd = [str(rerun_executable()), "--serve-web", "--bind", LOOPBACK, "--web-viewer-port", str(web_port),
+               "--port", str(grpc_port), "--server-memory-limit", server_memory_limit, str(path.resolve())]
+        with open(log_path, "wb") as log_file:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                                    cwd=tmp_dir, env=env,
+                                    preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None)
+    except BaseException:  # no server was started: remove its private folder
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
     viewer = WebViewer(proc, web_port, grpc_port, log_path, tmp_dir)
     deadline = time.monotonic() + startup_timeout
     while True:

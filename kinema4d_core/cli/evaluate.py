@@ -26,7 +26,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from kinema4d_core.cli.replay import add_backend_args, backend_options
+from kinema4d_core.cli.replay import add_backend_args, backend_options, check_backend_args
 from kinema4d_core.errors import InputError
 
 
@@ -36,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("dir", type=Path, help="folder written by `kinema4d replay` (or the output of --sim-benchmark)")
     p.add_argument("--task", choices=["lift", "place", "lift+place"], help="success criterion on the 4D output")
     p.add_argument("--table-height", type=float, default=0.0, help="table plane z in the base frame (m)")
-    p.add_argument("--lift-height", type=float, default=0.05, help="lift success: object bottom above table (m)")
+    p.add_argument("--lift-height", type=float, default=0.05,
+                   help="lift success: rise of the object's median height above its first seen height (m)")
     p.add_argument("--region", type=float, nargs=4, metavar=("XMIN", "XMAX", "YMIN", "YMAX"),
                    help="place success: target region in the base frame (m)")
     p.add_argument("--workspace", type=float, nargs=4, metavar=("XMIN", "XMAX", "YMIN", "YMAX"),
@@ -80,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if args.sim_benchmark is not None:
         if args.sim_benchmark < 1:
             raise InputError(f"{args.sim_benchmark}", field="--sim-benchmark", fix="use N >= 1")
+        check_backend_args(args)
         cfg = PipelineConfig(robot=args.robot, calibration="", backend=args.backend,
                              backend_options=backend_options(args), n_frames=args.frames, seed=args.seed,
                              steps=args.steps, write_bag=False)
@@ -115,10 +117,7 @@ def _compare(args: argparse.Namespace) -> int:
     if "kinema4d" in names and not (args.base and args.checkpoint):
         raise InputError("backend kinema4d needs the model", field="--backends",
                          fix="pass --base WAN_DIR --checkpoint CKPT_DIR, or leave kinema4d out")
-    given = dict(backend_options(args))
-    per_backend = {"static-scene": (), "kinema4d-tiny": ("variant", "device"),
-                   "kinema4d": ("base", "checkpoint", "variant", "device")}
-    backends = tuple((n, tuple((k, given[k]) for k in per_backend[n] if k in given)) for n in names)
+    backends = tuple((n, backend_options(args, n)) for n in names)   # the options each backend takes
     cfg = BenchmarkConfig(n=args.sim_benchmark, tasks=tuple(args.tasks), backends=backends,
                           size=tuple(args.size) if args.size else None, n_frames=args.frames, seed=args.seed,
                           steps=args.steps, robot=args.robot, with_lpips=not args.no_lpips,

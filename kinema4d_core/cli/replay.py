@@ -22,17 +22,40 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
                    help="simulator backend (default: static-scene baseline)")
     p.add_argument("--base", help="kinema4d: Wan2.1 base model folder")
     p.add_argument("--checkpoint", help="kinema4d: Kinema4D checkpoint folder")
-    p.add_argument("--variant", help="kinema4d: rgb+pointmap or pointmap-only variant name")
+    p.add_argument("--variant", choices=["rgb-pm", "pm"],
+                   help="model backends: rgb-pm (robot RGB + pointmap) or pm (pointmap only)")
     p.add_argument("--device", help="torch device for the model backends (e.g. cuda, cpu)")
     p.add_argument("--frames", type=int, default=49, help="frames per episode the model generates (default 49)")
     p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
     p.add_argument("--seed", type=int, default=42, help="sampling seed (default 42)")
 
 
-def backend_options(args: argparse.Namespace) -> tuple[tuple[str, object], ...]:
-    """The model options that were given, as a hashable tuple for make_backend(**options)."""
+def backend_options(args: argparse.Namespace, backend: str | None = None) -> tuple[tuple[str, object], ...]:
+    """The model options that were given, as a hashable tuple for make_backend(**options); with
+    ``backend``, only those that backend takes."""
     keys = ("base", "checkpoint", "variant", "device")
-    return tuple((k, getattr(args, k)) for k in keys if getattr(args, k, None) is not None)
+    given = tuple((k, getattr(args, k)) for k in keys if getattr(args, k, None) is not None)
+    if backend is None:
+        return given
+    from kinema4d_core.backends import backend_option_names
+
+    allowed = backend_option_names(backend)
+    return tuple((k, v) for k, v in given if k in allowed)
+
+
+def check_backend_args(args: argparse.Namespace) -> None:
+    """Refuse, before any episode runs, options that ``--backend`` does not take and a kinema4d
+    backend without its model folders (otherwise every episode would fail with the same error)."""
+    given = [k for k, _ in backend_options(args)]
+    usable = [k for k, _ in backend_options(args, args.backend)]
+    ignored = [k for k in given if k not in usable]
+    if ignored:
+        flags = ", ".join("--" + k for k in ignored)
+        raise InputError(f"{flags} {'does' if len(ignored) == 1 else 'do'} not apply to --backend {args.backend}",
+                         field="--backend", fix=f"drop {flags} or pick a backend that takes it")
+    if args.backend == "kinema4d" and not (args.base and args.checkpoint):
+        raise InputError("backend kinema4d needs the model", field="--backend",
+                         fix="pass --base WAN_DIR --checkpoint CKPT_DIR, or use --backend static-scene")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     if args.frames < 2:
         raise InputError(f"{args.frames} frames", field="--frames", fix="use at least 2 (49 for Kinema4D)")
+    check_backend_args(args)
     if not args.calibration.is_file():
         raise InputError(f"{args.calibration} does not exist", field="--calibration",
                          fix="pass a calibration YAML (see `kinema4d calibrate`)")

@@ -64,6 +64,21 @@ def read_image(path: Path) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3])
 
 
+def read_depth(path: Path) -> np.ndarray:
+    """(H, W) float32 metres from a .npy file; InputError when missing, unreadable or not 2-D numbers."""
+    if not path.is_file():
+        raise InputError(f"{path} does not exist", field="--first-depth", fix="pass an (H, W) depth .npy in metres")
+    try:
+        depth = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:  # not a .npy file, truncated, or an object array
+        raise InputError(f"{path} is not a readable .npy array ({exc})", field="--first-depth",
+                         fix="save the depth with numpy.save") from exc
+    if not isinstance(depth, np.ndarray) or depth.ndim != 2 or not np.issubdtype(depth.dtype, np.number):
+        raise InputError(f"expected an (H, W) numeric array, got {getattr(depth, 'shape', type(depth).__name__)}",
+                         field="--first-depth", fix="pass one depth image in metres (not an .npz)")
+    return depth.astype(np.float32)
+
+
 def run(args: argparse.Namespace) -> int:
     from kinema4d_core.backends import GenerationRequest, check_request, make_backend
     from kinema4d_core.projection import load_robot_condition
@@ -79,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if args.first_depth is not None:
         if args.backend != "static-scene":
             raise InputError("only the static-scene baseline uses a depth image", field="--first-depth")
-        depth = np.load(args.first_depth).astype(np.float32)
+        depth = read_depth(args.first_depth)
     request = GenerationRequest(first_frame=image, robot=robot, first_depth=depth, seed=args.seed, steps=args.steps,
                                 guidance=args.guidance, guidance_mode=args.guidance_mode)
     if args.backend == "static-scene":

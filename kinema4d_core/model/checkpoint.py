@@ -81,8 +81,13 @@ def read_arm_config(checkpoint_dir: Path) -> ArmConfig:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise CheckpointError(f"not valid JSON ({exc})", field=str(path)) from exc
-    return ArmConfig.from_dict(data.get("arm", data))
+        raise CheckpointError(f"not valid JSON ({exc})", field=str(path),
+                              fix="rewrite it (`kinema4d make-tiny-checkpoint`) or delete it for full size") from exc
+    arm = data.get("arm", data) if isinstance(data, dict) else data
+    if not isinstance(arm, dict):
+        raise CheckpointError(f"holds a {type(arm).__name__}, expected an object of robot-branch sizes",
+                              field=str(path), fix=f"write {{\"arm\": {ArmConfig().to_dict()}}} or delete it")
+    return ArmConfig.from_dict(arm)
 
 
 def read_json(path: Path, field: str) -> dict[str, Any]:

@@ -95,3 +95,16 @@ def test_missing_folders_and_files_are_clear(tiny_dir, tmp_path):
     empty.mkdir()
     with pytest.raises(CheckpointError, match="lacks .*pytorch_lora_weights.safetensors"):
         load_transformer(tiny_dir / "base", empty, variant="pm")
+
+
+def test_a_kinema4d_config_that_is_not_an_object_is_a_checkpoint_error(tmp_path):
+    # a JSON list used to raise AttributeError ('list' object has no attribute 'get')
+    from kinema4d_core.model.checkpoint import read_arm_config
+    from kinema4d_core.model.config import KINEMA4D_CONFIG_NAME
+
+    (tmp_path / KINEMA4D_CONFIG_NAME).write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="holds a list"):
+        read_arm_config(tmp_path)
+    (tmp_path / KINEMA4D_CONFIG_NAME).write_text('{"arm": 3}')
+    with pytest.raises(CheckpointError, match="holds a int"):
+        read_arm_config(tmp_path)

@@ -71,3 +71,19 @@ def test_static_scene_cli_needs_no_weights(inputs_dir, tmp_path):
     assert code == 0
     with np.load(tmp_path / "base_out" / "rollout.npz") as z:
         assert '"baseline": true' in str(z["metadata_json"][0])
+
+
+def test_unreadable_first_depth_exits_2_and_writes_nothing(inputs_dir, tmp_path, capsys):
+    # np.load used to raise FileNotFoundError / ValueError out of the CLI (a traceback, not status 2)
+    (tmp_path / "garbage.npy").write_bytes(b"not a numpy file")
+    np.save(tmp_path / "volume.npy", np.ones((2, 3, 4), np.float32))
+    out = tmp_path / "never"
+    for depth in ("missing.npy", "garbage.npy", "volume.npy"):
+        code = main(["simulate", "--first-frame", str(inputs_dir / "first.png"), "--robot", str(inputs_dir / "robot"),
+                     "--out", str(out), "--backend", "static-scene", "--first-depth", str(tmp_path / depth)])
+        assert code == 2, depth
+    err = capsys.readouterr().err
+    assert "missing.npy does not exist" in err
+    assert "garbage.npy is not a readable .npy array" in err
+    assert "expected an (H, W) numeric array, got (2, 3, 4)" in err
+    assert not out.exists()

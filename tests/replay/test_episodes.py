@@ -111,3 +111,11 @@ def test_robo4d_folder_missing_parts_is_refused(tmp_path):
     (tmp_path / "videos").mkdir()
     with pytest.raises(InputError, match="lacks"):
         E.list_robo4d_episodes(tmp_path)
+
+
+def test_robo4d_episode_is_written_whole_or_not_at_all(tmp_path):
+    rgb, pm, robot, robot_pm = _robo4d_arrays()
+    with pytest.raises(ValueError):  # the robot video is not uint8 RGB: the 3rd of 5 files fails
+        E.write_robo4d_episode(tmp_path, "7", rgb, pm, robot[..., :2], robot_pm)
+    assert not [p for p in tmp_path.rglob("7.*")]   # used to leave videos/7.mp4 and pointmap/7.mp4 behind
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".staging")]

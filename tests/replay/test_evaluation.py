@@ -150,3 +150,14 @@ def test_bar_chart_is_a_png(tmp_path):
     V.bar_chart_png(tmp_path / "p.png", ["a", "b"], {"gt": [0.5, None], "sim": [0.7, 0.2]}, "t")
     img = np.asarray(Image.open(tmp_path / "p.png"))
     assert img.shape == (400, 720, 3) and (img != 255).any()
+
+
+def test_scale_intrinsics_scales_about_pixel_centres_like_the_camera_model():
+    from kinema4d_core.camera import CameraModel
+
+    cam = CameraModel(width=640, height=480, K=np.array([[500.0, 0, 319.5], [0, 510.0, 239.5], [0, 0, 1]]),
+                      D=np.zeros(5), distortion_model="plumb_bob", T_base_camera=np.eye(4))
+    np.testing.assert_allclose(V.scale_intrinsics(cam.K, 0.5, 0.5), cam.resized(240, 320).K)
+    np.testing.assert_allclose(V.scale_intrinsics(cam.K, 360 / 640, 240 / 480), cam.resized(240, 360).K)
+    # the centre of a 640 px row (319.5) stays the centre of the 320 px row (159.5), not 159.75
+    assert V.scale_intrinsics(cam.K, 0.5, 0.5)[0, 2] == pytest.approx(159.5)

@@ -135,3 +135,28 @@ def test_sim_benchmark_runs_the_scripted_policy_through_the_baseline(tmp_path):
     (ep,) = ev["episodes"]
     assert ep["status"] == "ok" and isinstance(ep["gt_success"], bool) and isinstance(ep["sim_success"], bool)
     assert ep["geometry"]["cd_l1"] > 0 and ev["success_table"][0]["scenario"] == "pick_place"
+
+
+def test_an_unreadable_rollout_fails_its_episode_alone_in_evaluate(setup):
+    # a truncated rollout.npz used to raise BadZipFile out of evaluate_directory (no evaluation at all)
+    root, calib, bag = setup
+    out = root / "eval_corrupt"
+    _replay(root, calib, [bag], out, "--no-bag")
+    npz = out / "episode_001" / "rollout.npz"
+    npz.write_bytes(npz.read_bytes()[:100])
+    assert main(["evaluate", str(out), "--no-lpips"]) == 0
+    ev = {e["name"]: e for e in json.loads((out / "evaluation.json").read_text())["episodes"]}
+    assert ev["episode_000"]["status"] == "ok" and ev["episode_000"]["video"]["psnr"] > 5
+    assert ev["episode_001"]["status"] == "not evaluated" and "BadZipFile" in ev["episode_001"]["reason"]
+
+
+def test_backend_options_that_do_not_apply_are_refused_before_any_episode(setup, capsys):
+    # static-scene used to receive --device and fail every episode with the same ConfigError
+    root, calib, bag = setup
+    out = root / "wrong_options"
+    assert _replay(root, calib, [bag], out, "--device", "cpu") == 2
+    assert _replay(root, calib, [bag], out, "--backend", "kinema4d") == 2
+    err = capsys.readouterr().err
+    assert "--device does not apply to --backend static-scene" in err
+    assert "backend kinema4d needs the model" in err
+    assert not out.exists()
