@@ -79,6 +79,8 @@ def test_static_scene_is_a_labelled_baseline_with_z_buffered_robot(condition, fi
     rollout = StaticSceneBackend().generate(GenerationRequest(first_frame, condition, first_depth=depth))
     assert rollout.metadata["backend"] == "static-scene" and rollout.metadata["baseline"] is True
     assert "object motion" in rollout.metadata["not_modelled"]
+    # no metric fit is performed: the residual says "not fitted", never a perfect 0
+    assert np.isnan(rollout.metric_fit_residual).all() and "not fitted" in rollout.metadata["metric"]
     m = condition.mask
     assert np.array_equal(rollout.rgb[~m], np.broadcast_to(first_frame, m.shape + (3,))[~m])  # scene never moves
     assert np.array_equal(rollout.rgb[m], condition.rgb[m])
