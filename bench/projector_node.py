@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -47,11 +48,6 @@ def main() -> int:
     for key in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY", "RMW_IMPLEMENTATION",
                 "FASTDDS_DEFAULT_PROFILES_FILE", "ROS_LOG_DIR"):
         os.environ[key] = env[key]
-    log = open(Path(env["ROS_LOG_DIR"]) / "projector.log", "wb")
-    node_cmd = ns.node_cmd.split() if ns.node_cmd else [str(Path(sys.executable).parent / "projector_node")]
-    node_proc = subprocess.Popen([*node_cmd, "--ros-args", "-p",
-                                  f"calibration_file:={ns.calibration}", "-p", "use_camera_info:=false",
-                                  "-p", "max_stamp_age_s:=0.0"], env=env, stdout=log, stderr=subprocess.STDOUT)
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image, JointState
@@ -59,56 +55,69 @@ def main() -> int:
     from kinema4d_core.robot import load_robot
     from kinema4d_ros import qos
 
-    rclpy.init(domain_id=int(env["ROS_DOMAIN_ID"]))
-    node = rclpy.create_node("bench_projector")
-    sent: dict[tuple[int, int], float] = {}
-    latencies: list[float] = []
-    received: list[float] = []
+    log = open(Path(env["ROS_LOG_DIR"]) / "projector.log", "wb")
+    node_cmd = ns.node_cmd.split() if ns.node_cmd else [str(Path(sys.executable).parent / "projector_node")]
+    node_proc = subprocess.Popen([*node_cmd, "--ros-args", "-p",
+                                  f"calibration_file:={ns.calibration}", "-p", "use_camera_info:=false",
+                                  "-p", "max_stamp_age_s:=0.0"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    ex = None
+    try:
+        rclpy.init(domain_id=int(env["ROS_DOMAIN_ID"]))
+        node = rclpy.create_node("bench_projector")
+        sent: dict[tuple[int, int], float] = {}
+        latencies: list[float] = []
+        received: list[float] = []
 
-    def on_pointmap(msg: Image) -> None:
-        now = time.perf_counter()
-        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-        if key in sent:
-            latencies.append((now - sent[key]) * 1e3)
-            received.append(now)
+        def on_pointmap(msg: Image) -> None:
+            now = time.perf_counter()
+            key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+            if key in sent:
+                latencies.append((now - sent[key]) * 1e3)
+                received.append(now)
 
-    node.create_subscription(Image, "kinema4d/robot_pointmap", on_pointmap, qos.stream_in(5))
-    pub = node.create_publisher(JointState, "joint_states", 10)
-    ex = SingleThreadedExecutor()
-    ex.add_node(node)
-    threading.Thread(target=ex.spin, daemon=True).start()
-    deadline = time.monotonic() + 30
-    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    robot = load_robot("panda")
-    q0 = robot.home()
-    # warm-up (renderer construction, JIT)
-    for _ in range(20):
-        pub.publish(JointState(name=list(robot.joint_names), position=[float(v) for v in q0]))
-        time.sleep(0.1)
-        if latencies or received:
-            break
-    time.sleep(1.0)
-    latencies.clear()
-    received.clear()
-    period = 1.0 / ns.rate
-    n = int(ns.seconds * ns.rate)
-    load_start = os.getloadavg()[0]
-    cpu_node0, cpu_self0 = _cpu_seconds(node_proc.pid), time.process_time()
-    t_start = time.perf_counter()
-    for i in range(n):
-        q = np.clip(q0 + 0.2 * np.sin(2 * np.pi * 0.5 * i * period), robot.lower, robot.upper)
-        msg = JointState(name=list(robot.joint_names), position=[float(v) for v in q])
-        msg.header.stamp = node.get_clock().now().to_msg()
-        sent[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = time.perf_counter()
-        pub.publish(msg)
-        time.sleep(max(0.0, t_start + (i + 1) * period - time.perf_counter()))
-    time.sleep(0.5)
-    cpu_node, cpu_self = _cpu_seconds(node_proc.pid) - cpu_node0, time.process_time() - cpu_self0
-    ex.shutdown()
-    node_proc.send_signal(2)
-    node_proc.wait(10)
-    rclpy.try_shutdown()
+        node.create_subscription(Image, "kinema4d/robot_pointmap", on_pointmap, qos.stream_in(5))
+        pub = node.create_publisher(JointState, "joint_states", 10)
+        ex = SingleThreadedExecutor()
+        ex.add_node(node)
+        threading.Thread(target=ex.spin, daemon=True).start()
+        deadline = time.monotonic() + 30
+        while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        robot = load_robot("panda")
+        q0 = robot.home()
+        # warm-up (renderer construction, JIT)
+        for _ in range(20):
+            pub.publish(JointState(name=list(robot.joint_names), position=[float(v) for v in q0]))
+            time.sleep(0.1)
+            if latencies or received:
+                break
+        time.sleep(1.0)
+        latencies.clear()
+        received.clear()
+        period = 1.0 / ns.rate
+        n = int(ns.seconds * ns.rate)
+        load_start = os.getloadavg()[0]
+        cpu_node0, cpu_self0 = _cpu_seconds(node_proc.pid), time.process_time()
+        t_start = time.perf_counter()
+        for i in range(n):
+            q = np.clip(q0 + 0.2 * np.sin(2 * np.pi * 0.5 * i * period), robot.lower, robot.upper)
+            msg = JointState(name=list(robot.joint_names), position=[float(v) for v in q])
+            msg.header.stamp = node.get_clock().now().to_msg()
+            sent[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = time.perf_counter()
+            pub.publish(msg)
+            time.sleep(max(0.0, t_start + (i + 1) * period - time.perf_counter()))
+        time.sleep(0.5)
+        cpu_node, cpu_self = _cpu_seconds(node_proc.pid) - cpu_node0, time.process_time() - cpu_self0
+    finally:                    # never leave the node process behind (an error, Ctrl-C)
+        if ex is not None:
+            ex.shutdown()
+        node_proc.send_signal(signal.SIGINT)
+        try:
+            node_proc.wait(10)
+        except subprocess.TimeoutExpired:
+            node_proc.kill()
+            node_proc.wait()
+        rclpy.try_shutdown()
     if len(received) < 2:
         print("no pointmaps received; see", log.name)
         return 1

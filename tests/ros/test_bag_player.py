@@ -75,3 +75,71 @@ def test_player_refuses_a_missing_bag(tmp_path, ros_env):
     assert proc.proc.returncode == 2
     assert "bag_path" in proc.output() and "does not exist" in proc.output()
     proc.stop()
+
+
+def _bag_with(path, connections):
+    """A sqlite3 bag with ``connections`` = [(topic, msgtype, msgdef or None, [raw CDR messages])]."""
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    for _topic, msgtype, msgdef, _msgs in connections:
+        if msgdef is not None:
+            store.register(get_types_from_msg(msgdef, msgtype))
+    with Writer(path, version=9) as writer:
+        for topic, msgtype, _msgdef, msgs in connections:
+            conn = writer.add_connection(topic, msgtype, typestore=store)
+            for i, raw in enumerate(msgs):
+                writer.write(conn, 1_000_000_000 + i, raw)
+    return path
+
+
+def test_player_finishes_when_the_selected_topics_hold_no_messages_even_looping(tmp_path, ros_env):
+    """A loop over no messages must end ("finished"), not spin republishing its status."""
+    from std_msgs.msg import String
+
+    from kinema4d_ros import qos
+
+    bag = _bag_with(tmp_path / "bag", [("/empty", "std_msgs/msg/String", None, [])])
+    client = RosClient(ros_env)
+    states: list[str] = []
+    client.node.create_subscription(String, "bag_player/status", lambda m: states.append(json.loads(m.data)["state"]),
+                                    qos.LATCHED)
+    proc = NodeProcess("bag_player_node", ros_env, tmp_path / "player.log",
+                       ros_args=["-p", f"bag_path:={bag}", "-p", "loop:=true", "-p", "start_delay_s:=0.0"])
+    try:
+        wait_for(lambda: "finished" in states, 30, f"the player to finish; log:\n{proc.output()}")
+        assert proc.alive()
+        assert "hold no messages" in proc.output()
+    finally:
+        code = proc.stop()
+        client.close()
+    assert code == 0, proc.output()
+
+
+def test_player_refuses_a_bag_with_no_playable_topic(tmp_path, ros_env):
+    """Every topic of a type without an installed message package: exit 2 naming `topics`
+    (an empty publisher set must not turn into 'play every topic')."""
+    bag = _bag_with(tmp_path / "bag", [("/custom", "kinema4d_test_msgs/msg/Nope", "float64 x\n",
+                                        [b"\x00\x01\x00\x00" + bytes(8)])])
+    proc = NodeProcess("bag_player_node", ros_env, tmp_path / "player.log", ros_args=["-p", f"bag_path:={bag}"])
+    try:
+        proc.proc.wait(30)
+    finally:
+        code = proc.stop()
+    out = proc.output()
+    assert code == 2, out
+    assert "topics" in out and "kinema4d_test_msgs/msg/Nope" in out
+
+
+def test_player_parameters_are_described_and_validated(tmp_path, ros_env):
+    bag = write_recording(tmp_path / "rec", episodes=[(100.0, 2)], h=4, w=4)
+    proc = NodeProcess("bag_player_node", ros_env, tmp_path / "player.log",
+                       ros_args=["-p", f"bag_path:={bag}", "-p", "clock_period_s:=0.0"])
+    try:
+        proc.proc.wait(30)
+    finally:
+        code = proc.stop()
+    out = proc.output()
+    assert code == 2, out
+    assert "clock_period_s" in out and "must be > 0" in out

@@ -165,3 +165,38 @@ def test_overlay_scores_against_robot_mask(ros_env, tmp_path, calib_file):
     finally:
         client.close()
         node.stop()
+
+
+def test_capture_refuses_non_finite_joint_states(ros_env, tmp_path, calib_file):
+    """A NaN joint position must be refused with the reason, never stored as a hand-eye view."""
+    from sensor_msgs.msg import Image, JointState
+
+    from kinema4d_core.camera import load_calibration
+    from kinema4d_core.robot import load_robot
+    from kinema4d_ros import qos
+    from kinema4d_ros.conversions import numpy_to_image
+
+    cam = load_calibration(calib_file)
+    robot = load_robot("panda")
+    position = [float("nan")] + [float(v) for v in robot.home()[1:]]
+    rgb = np.full((cam.height, cam.width, 3), 90, np.uint8)
+    node = NodeProcess("calibration_node", ros_env, tmp_path / "node.log",
+                       ros_args=["-p", f"calibration_file:={calib_file}", "-p", "overlay_period_s:=0.0"])
+    client = RosClient(ros_env)
+    try:
+        pub_img = client.node.create_publisher(Image, "camera/image_raw", qos.STREAM_OUT)
+        pub_js = client.node.create_publisher(JointState, "joint_states", qos.STREAM_OUT)
+
+        def capture():
+            pub_js.publish(JointState(name=list(robot.joint_names), position=position))
+            pub_img.publish(numpy_to_image(rgb, "rgb8", cam.child_frame))
+            time.sleep(0.3)
+            reply = _call(client, "calibration/capture")
+            return reply if "received yet" not in reply.message else None
+
+        reply = wait_for(capture, 60.0, "the node to hold an image and a joint state\n" + node.output())
+        assert not reply.success and "non-finite" in reply.message, reply.message
+        assert node.alive(), node.output()
+    finally:
+        client.close()
+        node.stop()

@@ -93,3 +93,21 @@ def test_cdr_builders_deserialize_to_the_same_messages(frame_id):
         np.testing.assert_array_equal(cloud_to_points(got)[0], pts.astype(np.float32))
     with pytest.raises(InputError, match="does not fit"):
         image_to_cdr(np.zeros((2, 2), np.float64), "32FC1")
+
+
+def test_malformed_clouds_raise_naming_the_field():
+    from sensor_msgs.msg import PointCloud2
+
+    good = points_to_cloud(np.zeros((4, 3), np.float32), "cam")
+    short = PointCloud2(height=1, width=4, fields=good.fields, point_step=12, row_step=48, data=bytes(40))
+    with pytest.raises(InputError, match="cloud.data"):
+        cloud_to_points(short)
+    narrow = PointCloud2(height=1, width=4, fields=good.fields, point_step=8, row_step=32, data=bytes(32))
+    with pytest.raises(InputError, match="cloud.point_step"):
+        cloud_to_points(narrow)
+    # padded rows (row_step > width * point_step) are read correctly
+    pts = np.arange(12, dtype=np.float32).reshape(2, 2, 3)
+    rows = np.zeros((2, 32), np.uint8)
+    rows[:, :24] = pts.view(np.uint8).reshape(2, 24)
+    padded = PointCloud2(height=2, width=2, fields=good.fields, point_step=12, row_step=32, data=rows.tobytes())
+    np.testing.assert_array_equal(cloud_to_points(padded)[0], pts.reshape(-1, 3))

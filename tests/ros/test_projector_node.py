@@ -141,3 +141,41 @@ def test_bad_messages_are_logged_counted_and_survived(projector, repo_root):
     publish_until(pub_js, lambda: _joint_state(client, names, q), lambda: got["pointmap"], 30,
                   "a pointmap for a good joint state after the bad ones", period=2.0)
     assert got["pointmap"][-1].width == camera.width
+
+
+def _set_params(client, node_name: str, **values):
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    cli = client.node.create_client(SetParameters, f"{node_name}/set_parameters")
+    assert cli.wait_for_service(timeout_sec=20.0)
+    future = cli.call_async(SetParameters.Request(
+        parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]))
+    wait_for(future.done, 20, "set_parameters to answer")
+    results = future.result().results
+    assert all(r.successful for r in results), [r.reason for r in results]
+
+
+def test_camera_source_follows_calibration_file_and_use_camera_info_changes(projector, repo_root):
+    """camera_info intrinsics are adopted again after calibration_file is cleared and set (even the
+    same camera_info as before); use_camera_info:=false goes back to the file's intrinsics."""
+    from kinema4d_core.camera import load_calibration
+
+    proc, client = projector
+    small = _small_camera(repo_root)
+    full = load_calibration(repo_root / CALIBRATION)
+    got, pub_js, pub_ci = _io(client)
+
+    def camera_width():
+        cam = got["status"][-1].get("camera") if got["status"] else None
+        return None if cam is None else cam["width"]
+
+    _send_camera_info(pub_ci, small, got, small.child_frame)
+    _set_params(client, "projector_node", calibration_file="")
+    wait_for(lambda: got["status"] and got["status"][-1].get("camera") is None, 10, "no camera without calibration")
+    _set_params(client, "projector_node", calibration_file=str(repo_root / CALIBRATION))
+    wait_for(lambda: camera_width() == full.width, 10, "the calibration file's camera")
+    _send_camera_info(pub_ci, small, got, small.child_frame)       # the same camera_info as before
+    _set_params(client, "projector_node", use_camera_info=False)
+    wait_for(lambda: camera_width() == full.width, 10, "the file's intrinsics after use_camera_info:=false")
+    assert proc.alive()

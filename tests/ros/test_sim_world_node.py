@@ -115,3 +115,51 @@ def test_invalid_parameter_is_rejected(sim_node):
     wait_for(future.done, 20, "set_parameters to answer")
     result = future.result().results[0]
     assert not result.successful and "task" in result.reason
+
+
+def test_an_episode_that_raises_is_answered_and_the_worker_survives():
+    """Any exception in an episode (not only Kinema4DError) is reported in the service response;
+    it must not kill the worker thread (which would leave every later service call hanging)."""
+    import threading
+    from types import SimpleNamespace
+
+    from kinema4d_ros.nodes.sim_world_node import SimWorldNode
+
+    class World:
+        config = SimpleNamespace(rate_hz=12.0)
+
+        def run_episode(self, *args, **kwargs):
+            raise RuntimeError("physics exploded")
+
+    logged: list[str] = []
+    fake = SimpleNamespace(world=World(), params={"rate_hz": 12.0}, _clock_offset=0.0, _stop=threading.Event(),
+                           context=SimpleNamespace(ok=lambda: True),
+                           get_logger=lambda: SimpleNamespace(error=logged.append, info=logged.append))
+    fake._set_rate = lambda: None
+    fake._shutting_down = lambda: SimWorldNode._shutting_down(fake)
+    done, box = threading.Event(), {}
+    SimWorldNode._run(fake, "push", 5, 0, done, box)
+    assert done.is_set()
+    assert box["error"] == "RuntimeError: physics exploded"
+    assert logged and "physics exploded" in logged[-1]
+
+
+def test_ctrl_c_during_an_episode_exits_cleanly(sim_node):
+    """SIGINT while an episode runs: exit 0 at once, no thread dying on a publisher of a shut-down context."""
+    import time
+
+    from std_srvs.srv import Trigger
+
+    proc, client = sim_node
+    got = _subscribe(client)
+    cli = client.node.create_client(Trigger, "sim_world/run_episode")
+    assert cli.wait_for_service(timeout_sec=60.0), proc.output()[-2000:]
+    cli.call_async(Trigger.Request())
+    n = len(got["rgb"])
+    wait_for(lambda: len(got["rgb"]) >= n + 3, 30, "episode frames")
+    t0 = time.monotonic()
+    code = proc.stop()
+    assert time.monotonic() - t0 < 8.0
+    out = proc.output()
+    assert code == 0, out
+    assert "Traceback" not in out, out

@@ -2,8 +2,9 @@
 
 Every process gets ``safe_ros_env`` (loopback-only discovery, one fresh ROS_DOMAIN_ID per
 bring-up, logs under the run's log folder). The runner waits until every node is up, prints
-what it started, and stops everything cleanly on Ctrl-C (SIGINT to all, then SIGTERM/SIGKILL
-after a timeout).
+what it started, and stops everything cleanly on Ctrl-C, SIGTERM or SIGHUP (SIGINT to all, then
+SIGTERM/SIGKILL after a timeout), at any stage: every wait checks for the interrupt and for a
+node that exited, so neither leaves the runner waiting out ``--timeout``.
 
 ``sim`` without ``--keep-running`` is the one-shot demo: record/start -> sim_world/run_episode
 -> record/stop -> wait for the inference result on kinema4d/run_done -> print the run folder and
@@ -28,6 +29,12 @@ from kinema4d_ros import graph
 from kinema4d_ros.ros_env import pick_domain_id, safe_ros_env
 
 STOP_TIMEOUT_S = 10.0
+#: Signals that stop the bring-up (the nodes run in their own sessions, so they get them from us).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(Exception):
+    """Ctrl-C / SIGTERM / SIGHUP arrived while the runner was waiting on a stage."""
 
 
 def _log(text: str) -> None:
@@ -41,6 +48,17 @@ class Graph:
         self.specs, self.env, self.log_dir = specs, env, log_dir
         self.procs: dict[str, subprocess.Popen] = {}
         self._files = []
+        self.interrupted = threading.Event()     # set by the runner's signal handler
+
+    def check(self, what: str = "") -> None:
+        """Raise Interrupted after a stop signal, ConfigError (with its log tail) if a node exited."""
+        if self.interrupted.is_set():
+            raise Interrupted(what)
+        dead = self.dead()
+        if dead:
+            during = f" while waiting for {what}" if what else ""
+            raise ConfigError(f"{dead[0]} exited (code {self.procs[dead[0]].returncode}){during}:\n"
+                              f"{self.tail(dead[0])}", field=dead[0], fix="see its log above")
 
     def start(self) -> None:
         from shutil import which
@@ -124,17 +142,24 @@ class Client:
     def node_names(self) -> set[str]:
         return set(self.node.get_node_names())
 
-    def call_trigger(self, name: str, timeout: float) -> tuple[bool, str]:
+    def call_trigger(self, name: str, timeout: float, poll=lambda: None) -> tuple[bool, str]:
+        """Call the std_srvs/Trigger service ``name``; ``poll()`` runs while waiting and may raise
+        (Graph.check: a stop signal or a node that exited ends the wait at once)."""
         from std_srvs.srv import Trigger
 
         client = self.node.create_client(Trigger, name)
         try:
-            if not client.wait_for_service(timeout_sec=min(timeout, 30.0)):
-                raise ConfigError(f"service {name} is not available", field=name,
-                                  fix="check the node logs printed above")
+            deadline = time.monotonic() + min(timeout, 30.0)
+            while not client.service_is_ready():
+                poll()
+                if time.monotonic() > deadline:
+                    raise ConfigError(f"service {name} is not available", field=name,
+                                      fix="check the node logs printed above")
+                time.sleep(0.05)
             future = client.call_async(Trigger.Request())
             deadline = time.monotonic() + timeout
             while not future.done():
+                poll()
                 if time.monotonic() > deadline:
                     raise ConfigError(f"service {name} did not answer in {timeout:.0f} s", field=name,
                                       fix="check the node logs")
@@ -151,12 +176,10 @@ class Client:
 
 
 def _wait(predicate, timeout: float, what: str, g: Graph) -> None:
+    """Poll ``predicate`` until true; Interrupted / ConfigError from ``g.check()``, ConfigError on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        dead = g.dead()
-        if dead:
-            raise ConfigError(f"{dead[0]} exited (code {g.procs[dead[0]].returncode}) while waiting for {what}:\n"
-                              f"{g.tail(dead[0])}", field=dead[0], fix="see its log above")
+        g.check(what)
         if predicate():
             return
         time.sleep(0.1)
@@ -167,18 +190,18 @@ def _wait(predicate, timeout: float, what: str, g: Graph) -> None:
 def run_sim_once(client: Client, g: Graph, timeout: float) -> int:
     """record/start -> run_episode -> record/stop -> wait run_done; print folder + summary."""
     _wait(lambda: client.status.get("has_image"), timeout, "the first camera frame at inference_node", g)
-    ok, msg = client.call_trigger("kinema4d/record/start", 30)
+    ok, msg = client.call_trigger("kinema4d/record/start", 30, lambda: g.check("kinema4d/record/start"))
     if not ok:
         raise ConfigError(f"record/start failed: {msg}", field="kinema4d/record/start")
     _log("recording; running one scripted episode")
-    ok, msg = client.call_trigger("sim_world/run_episode", timeout)
+    ok, msg = client.call_trigger("sim_world/run_episode", timeout, lambda: g.check("sim_world/run_episode"))
     if not ok:
         raise ConfigError(f"sim_world/run_episode failed: {msg}", field="sim_world/run_episode")
     try:
         episode = json.loads(msg)
     except json.JSONDecodeError:
         episode = {"message": msg}
-    ok, msg = client.call_trigger("kinema4d/record/stop", 30)
+    ok, msg = client.call_trigger("kinema4d/record/stop", 30, lambda: g.check("kinema4d/record/stop"))
     if not ok:
         raise ConfigError(f"record/stop failed: {msg}", field="kinema4d/record/stop")
     run_id = json.loads(msg)["run_id"]
@@ -213,28 +236,26 @@ def bringup(mode: str, args: dict[str, str], *, keep_running: bool, timeout: flo
         _log("rviz: not started by the runner (RViz2 is not installable from PyPI); on a ROS 2 install run "
              f"`rviz2 -d {graph.rviz_config()}` with ROS_DOMAIN_ID={domain} ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST")
     g = Graph(specs, env, log_dir)
-    interrupted = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    # Ctrl-C, SIGTERM (kill, docker stop) and SIGHUP (terminal closed) all stop the nodes first:
+    # they run in their own sessions, so without this they would outlive the runner.
+    previous = {sig: signal.signal(sig, lambda *_: g.interrupted.set()) for sig in STOP_SIGNALS}
     client = None
     code = 0
     try:
         g.start()
         client = Client(env)
         wanted = {s.name for s in specs}
-        _wait(lambda: interrupted.is_set() or wanted <= client.node_names(), timeout, f"nodes {sorted(wanted)}", g)
-        if not interrupted.is_set():
-            _log(f"all {len(specs)} nodes up: {', '.join(sorted(wanted))}")
-        if mode == "sim" and not keep_running and not interrupted.is_set():
+        _wait(lambda: wanted <= client.node_names(), timeout, f"nodes {sorted(wanted)}", g)
+        _log(f"all {len(specs)} nodes up: {', '.join(sorted(wanted))}")
+        if mode == "sim" and not keep_running:
             code = run_sim_once(client, g, timeout)
-        elif not interrupted.is_set():
+        else:
             _log("graph running; Ctrl-C to stop")
-            while not interrupted.is_set():
-                dead = g.dead()
-                if dead:
-                    _log(f"{dead[0]} exited:\n{g.tail(dead[0])}")
-                    code = 1
-                    break
+            while True:
+                g.check()              # Interrupted on Ctrl-C; ConfigError naming a node that exited
                 time.sleep(0.2)
+    except Interrupted:
+        pass
     except Kinema4DError as exc:
         _log(f"error: {exc}")
         code = 1
@@ -243,8 +264,9 @@ def bringup(mode: str, args: dict[str, str], *, keep_running: bool, timeout: flo
             client.close()
         _log("stopping nodes")
         g.stop()
-        signal.signal(signal.SIGINT, previous)
-    if interrupted.is_set():
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if g.interrupted.is_set():
         code = 130 if code == 0 and mode == "sim" and not keep_running else code
     return code
 

@@ -240,13 +240,33 @@ def points_to_cloud_cdr(points: np.ndarray, frame_id: str, stamp: Time | None = 
 
 
 def cloud_to_points(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray | None]:
-    """PointCloud2 with float32 x y z [rgb] fields -> ((N, 3) float32, (N, 3) uint8 or None)."""
+    """PointCloud2 with float32 x y z [rgb] fields -> ((N, 3) float32, (N, 3) uint8 or None).
+
+    Raises InputError for missing fields, a field past ``point_step``, foreign byte order, or a
+    data size that does not match height * row_step (rows may be padded).
+    """
     offsets = {f.name: (f.offset, f.datatype) for f in msg.fields}
     for axis in ("x", "y", "z"):
         if axis not in offsets or offsets[axis][1] != PointField.FLOAT32:
             raise InputError(f"no float32 '{axis}' field", field="cloud.fields", fix="publish float32 x y z fields")
-    n = int(msg.width) * int(msg.height)
-    raw = np.frombuffer(msg.data, dtype=np.uint8).reshape(n, int(msg.point_step))
+    h, w, point_step, row_step = int(msg.height), int(msg.width), int(msg.point_step), int(msg.row_step)
+    used = [n for n in ("x", "y", "z", "rgb") if n in offsets]
+    past = [n for n in used if offsets[n][0] + 4 > point_step]
+    if past:
+        raise InputError(f"fields {past} end past point_step {point_step}", field="cloud.point_step",
+                         fix="set point_step to the size of one point in bytes")
+    if bool(msg.is_bigendian) != _HOST_BIG_ENDIAN:
+        raise InputError("byte order differs from this machine's", field="cloud.is_bigendian",
+                         fix="publish in host byte order")
+    if row_step < w * point_step:
+        raise InputError(f"row_step {row_step} is smaller than width*point_step = {w * point_step}",
+                         field="cloud.row_step", fix="set row_step to the row length in bytes")
+    buf = np.frombuffer(msg.data, dtype=np.uint8)
+    if buf.size != h * row_step:
+        raise InputError(f"data has {buf.size} bytes, expected height*row_step = {h * row_step}",
+                         field="cloud.data", fix="make data exactly height*row_step bytes")
+    n = w * h
+    raw = buf.reshape(h, row_step)[:, :w * point_step].reshape(n, point_step)
     xyz = np.stack([raw[:, offsets[a][0]:offsets[a][0] + 4].copy().view(np.float32)[:, 0] for a in "xyz"], axis=1)
     rgb = None
     if "rgb" in offsets:

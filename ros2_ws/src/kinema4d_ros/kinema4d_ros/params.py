@@ -50,8 +50,8 @@ class ParamSpec:
 
     def error(self, value: Any) -> str | None:
         """Why ``value`` is not acceptable, or None."""
-        if self.min is not None and not isinstance(value, bool) and isinstance(value, (int, float)):
-            if value < self.min or (self.max is not None and value > self.max):
+        if not isinstance(value, bool) and isinstance(value, (int, float)):
+            if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
                 return f"{self.name}={value!r} is outside [{self.min}, {self.max}]"
         if self.choices is not None and value not in self.choices:
             return f"{self.name}={value!r} is not one of {list(self.choices)}"

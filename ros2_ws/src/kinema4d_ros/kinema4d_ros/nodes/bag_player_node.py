@@ -2,21 +2,22 @@
 
 Works without rosbag2 (reads with ``rosbags``). Messages are republished as the recorded CDR
 bytes (no re-serialization) on their recorded topics with their recorded types; topics whose
-message type has no Python package in this environment are skipped (listed in the log).
+message type has no Python package in this environment are skipped (listed in the log); when
+no selected topic is left, or a parameter is invalid, the node exits with status 2 and the reason.
 
 | kind | name | type | QoS |
 |---|---|---|---|
 | pub | every recorded topic (or those in `topics`) | as recorded | reliable, keep last 100 |
 | pub | `/clock` | rosgraph_msgs/Clock: bag time of the playback, every `clock_period_s` and before each message | reliable, keep last 100 |
-| pub | `bag_player/status` | std_msgs/String JSON: state (playing/finished), loop count, messages published | reliable, transient local, depth 1 |
+| pub | `bag_player/status` | std_msgs/String JSON: state (playing/finished/failed), loop count, messages published | reliable, transient local, depth 1 |
 
-| parameter | default | meaning |
+| parameter (all read-only) | default | meaning |
 |---|---|---|
 | bag_path | (required) | rosbag2 folder or .db3 / .mcap file |
 | rate | 1.0 | playback speed factor (> 0) |
 | loop | false | start over at the end (the clock jumps back) |
 | publish_clock | true | publish /clock with the bag's receive time (seconds) |
-| clock_period_s | 0.01 | /clock period between messages |
+| clock_period_s | 0.01 | /clock period between messages (> 0) |
 | start_delay_s | 0.5 | wait before the first message (lets subscribers connect) |
 | topics | [] | only these topics (empty: all) |
 | wait_for_subscribers_s | 0.0 | before playing, wait up to this long until every played topic has a subscriber |
@@ -35,12 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import String
 
 from kinema4d_core.errors import ConfigError
 from kinema4d_ros.node_main import run_node
+from kinema4d_ros.params import ParamSpec, declare_params
+from kinema4d_ros.qos import LATCHED
 
 
 def message_class(msgtype: str) -> Any | None:
@@ -54,6 +57,33 @@ def message_class(msgtype: str) -> Any | None:
 
 PLAYBACK_HISTORY_DEPTH = 100  # per publisher, messages
 
+
+def _check_bag(path: str) -> str | None:
+    if not path or not Path(path).exists():
+        return f"bag_path {path!r} does not exist (pass -p bag_path:=/path/to/bag, a folder or .db3/.mcap file)"
+    return None
+
+
+def _positive(name: str):
+    return lambda v: None if v > 0 else f"{name}={v!r} must be > 0"
+
+
+# Read once at start (playback runs in its own thread), hence read-only.
+PARAMS = (
+    ParamSpec("bag_path", "", "rosbag2 folder or .db3 / .mcap file to play.", read_only=True, check=_check_bag),
+    ParamSpec("rate", 1.0, "Playback speed factor (> 0).", read_only=True, check=_positive("rate")),
+    ParamSpec("loop", False, "Start over at the end (the clock jumps back).", read_only=True),
+    ParamSpec("publish_clock", True, "Publish /clock with the bag's receive time.", read_only=True),
+    ParamSpec("clock_period_s", 0.01, "Period of /clock between messages, seconds (> 0).", read_only=True,
+              check=_positive("clock_period_s")),
+    ParamSpec("start_delay_s", 0.5, "Wait before the first message, seconds (lets subscribers connect).",
+              min=0.0, max=3600.0, read_only=True),
+    ParamSpec("topics", [""], "Play only these topics (empty: all).", read_only=True),
+    ParamSpec("wait_for_subscribers_s", 0.0, "Before playing, wait up to this long until every played topic has "
+              "a subscriber (seconds).", min=0.0, max=3600.0, read_only=True),
+)
+
+
 class BagPlayer(Node):
     """Plays one bag in a background thread (see module docstring)."""
 
@@ -61,19 +91,15 @@ class BagPlayer(Node):
         super().__init__("bag_player")
         from kinema4d_core.bags import bag_topics, bag_storage
 
-        self.bag_path = str(self.declare_parameter("bag_path", "").value)
-        self.rate = float(self.declare_parameter("rate", 1.0).value)
-        self.loop = bool(self.declare_parameter("loop", False).value)
-        self.publish_clock = bool(self.declare_parameter("publish_clock", True).value)
-        self.clock_period = float(self.declare_parameter("clock_period_s", 0.01).value)
-        self.start_delay = float(self.declare_parameter("start_delay_s", 0.5).value)
-        self.wait_subs = float(self.declare_parameter("wait_for_subscribers_s", 0.0).value)
-        only = [str(t) for t in self.declare_parameter("topics", [""]).value if str(t)]
-        if not self.bag_path or not Path(self.bag_path).exists():
-            raise ConfigError(f"bag {self.bag_path!r} does not exist", field="bag_path",
-                              fix="pass -p bag_path:=/path/to/bag (folder or .db3/.mcap)")
-        if not self.rate > 0:
-            raise ConfigError(f"rate {self.rate} must be > 0", field="rate", fix="e.g. -p rate:=1.0")
+        p = declare_params(self, PARAMS)
+        self.bag_path = str(p["bag_path"])
+        self.rate = float(p["rate"])
+        self.loop = bool(p["loop"])
+        self.publish_clock = bool(p["publish_clock"])
+        self.clock_period = float(p["clock_period_s"])
+        self.start_delay = float(p["start_delay_s"])
+        self.wait_subs = float(p["wait_for_subscribers_s"])
+        only = [str(t) for t in p["topics"] if str(t)]
         bag_storage(self.bag_path)
         available = bag_topics(self.bag_path)
         missing = [t for t in only if t not in available]
@@ -95,9 +121,13 @@ class BagPlayer(Node):
             self.pubs[topic] = self.create_publisher(cls, topic, qos)
         if skipped:
             self.get_logger().warning(f"skipping topics without an installed message package: {skipped}")
+        if not self.pubs:
+            # (an empty topic list would make iter_messages play every topic, with no publisher)
+            raise ConfigError(f"none of the selected topics can be played: {skipped or sorted(available)}",
+                              field="topics", fix="install the message packages of those topics, or choose "
+                                                  "topics whose types are installed")
         self.clock_pub = self.create_publisher(Clock, "/clock", qos) if self.publish_clock else None
-        self.status_pub = self.create_publisher(
-            String, "bag_player/status", QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.status_pub = self.create_publisher(String, "bag_player/status", LATCHED)
         self.published = 0
         self.loops = 0
         self._stop_event = threading.Event()
@@ -151,6 +181,9 @@ class BagPlayer(Node):
                     self.pubs[topic].publish(raw)
                     self.published += 1
                 self.loops += 1
+                if bag_t0 is None:              # nothing to play: looping would spin without end
+                    self.get_logger().warning("the selected topics hold no messages")
+                    break
                 if not self.loop:
                     break
                 self._send_status("playing")

@@ -18,10 +18,10 @@
 |---|---|---|
 | calibration_file | (required) | calibration YAML (kinema4d_core.camera format): intrinsics + extrinsics |
 | robot | panda | robot config name or yaml path (read-only) |
-| board_file | calibration/charuco_board.yaml of the repository | ChArUco board YAML |
+| board_file | calibration/charuco_board.yaml of the repository | ChArUco board YAML (read-only) |
 | min_corners | 6 | views with fewer detected corners are rejected (with the reason) |
 | min_views | 4 | views needed by calibration/solve |
-| overlay_period_s | 0.5 | period of the overlay/score update (0 disables the overlay) |
+| overlay_period_s | 0.5 | period of the overlay/score update (0 disables the overlay; read-only) |
 | max_stamp_gap_s | 0.2 | score only when image and robot mask stamps differ by at most this |
 
 Frames: the static transform is T_parent_child = T_base_camera of the calibration file (parent
@@ -47,7 +47,8 @@ from tf2_msgs.msg import TFMessage
 
 from kinema4d_core.errors import Kinema4DError
 from kinema4d_ros import qos
-from kinema4d_ros.conversions import image_to_numpy, image_to_rgb, numpy_to_image, stamp_to_seconds
+from kinema4d_ros.conversions import (image_to_numpy, image_to_rgb, joint_state_to_vector, numpy_to_image,
+                                      stamp_to_seconds)
 from kinema4d_ros.diagnostics import Health, steady_timer
 from kinema4d_ros.node_main import run_node
 from kinema4d_ros.params import ParamSpec, declare_params
@@ -72,7 +73,8 @@ PARAMS = (
     ParamSpec("calibration_file", "", "Calibration YAML (intrinsics + extrinsics T_base_camera).",
               check=_check_required_file),
     ParamSpec("robot", "panda", "Robot config name (urdf/<name>.yaml) or path to a robot yaml.", read_only=True),
-    ParamSpec("board_file", "", "ChArUco board YAML (empty: calibration/charuco_board.yaml of the repository)."),
+    ParamSpec("board_file", "", "ChArUco board YAML (empty: calibration/charuco_board.yaml of the repository); "
+              "read at start.", read_only=True),
     ParamSpec("min_corners", 6, "Reject views with fewer detected ChArUco corners.", min=4, max=10000),
     ParamSpec("min_views", 4, "Usable views needed by calibration/solve.", min=3, max=10000),
     ParamSpec("overlay_period_s", 0.5, "Overlay / score update period in seconds (0 disables).", min=0.0, max=60.0,
@@ -193,15 +195,15 @@ class CalibrationNode(Node):
         self._gt_mask = msg
 
     def _latest_q(self) -> np.ndarray:
+        """(N,) positions of the robot's joints from the latest joint state; InputError with the reason
+        (none yet, names / positions length mismatch, duplicate or missing joints, NaN / inf)."""
         from kinema4d_core.errors import InputError
 
         js = self._joints
         if js is None:
             raise InputError("no joint_states received yet", field="joint_states",
                              fix="publish the robot's joint states (sensor_msgs/JointState)")
-        names = [n for n in js.name if n in self.robot.joint_names]
-        pos = [p for n, p in zip(js.name, js.position) if n in self.robot.joint_names]
-        return self.robot.joint_vector(names, np.asarray(pos, np.float64))
+        return joint_state_to_vector(js, self.robot.joint_names)
 
     # ---- services ---------------------------------------------------------------------------
     def _srv_capture(self) -> tuple[bool, str]:

@@ -26,6 +26,7 @@
 | publish_prediction | true | publish the generated frames on kinema4d/prediction/* |
 | points_stride | 2 | pixel stride of the published prediction point clouds |
 | write_points | true | also write points/frame_XXX.ply into the run folder |
+| max_record_samples | 20000 | joint states kept per recording (later ones are dropped and counted) |
 
 Concurrency: one job at a time. Generation runs on an executor thread of a
 MultiThreadedExecutor (action callbacks are reentrant), so feedback, cancel requests, image

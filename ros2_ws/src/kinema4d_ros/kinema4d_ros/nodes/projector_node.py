@@ -13,12 +13,12 @@
 |---|---|---|
 | robot | panda | robot config name or yaml path (read-only) |
 | calibration_file | "" | camera calibration yaml: extrinsics always, intrinsics unless use_camera_info |
-| use_camera_info | true | take intrinsics / size / frame id from camera/camera_info once it arrives |
+| use_camera_info | true | take intrinsics / size / frame id from camera/camera_info once it arrives (false: the file's) |
 | max_stamp_age_s | 0.5 | drop joint states older than this (node clock; 0 disables) |
 | publish_points | true | publish kinema4d/robot_points |
 | points_stride | 1 | keep every n-th robot pixel in the point cloud |
 | strict_joint_names | false | reject joint states that name joints the robot does not have |
-| status_period_s | 0.5 | status topic period |
+| status_period_s | 0.5 | status topic period (read-only) |
 
 Every output carries the joint state's stamp and the camera's optical frame id. Input is
 never queued: the subscription callback keeps only the newest joint state and a worker thread
@@ -120,7 +120,12 @@ class ProjectorNode(Node):
             with self._lock:
                 from_info = self._camera_key is not None and self._camera is not None and cal is not None
                 self._camera = self._camera.with_pose(cal.T_base_camera) if from_info else cal
+                if not from_info:
+                    self._camera_key = None     # adopt the next camera_info again, even an unchanged one
                 self._calibration = cal
+        if changed.get("use_camera_info") is False:
+            with self._lock:                    # back to the calibration file's intrinsics
+                self._camera, self._camera_key = self._calibration, None
         self.p.update(changed)
         return None
 

@@ -19,7 +19,9 @@ width / height (720 / 480, read-only).
 
 Threads: one worker thread owns the SimWorld (its GL context) and does all stepping, rendering
 and publishing; the service callback (reentrant group, MultiThreadedExecutor) queues a request
-and waits for the worker's result. Response ``success`` says whether the episode ran; the task
+and waits for the worker's result. An episode that fails (any exception) is answered with
+success=false and the reason, and the worker keeps running; on shutdown a running episode ends
+at its next frame. Response ``success`` says whether the episode ran; the task
 outcome is ``"success"`` in the JSON message (task, seed, success, frames, cube_displacement_m, ...).
 Stamps are sim time when publish_clock is true (monotonic across episodes), wall time otherwise.
 """
@@ -30,6 +32,7 @@ import json
 import queue
 import threading
 import time
+import traceback
 from dataclasses import replace
 
 from geometry_msgs.msg import Pose, PoseArray
@@ -127,11 +130,19 @@ class SimWorldNode(Node):
                     job = (self.params["task"], int(self.params["episode_frames"]), next_auto_seed, None, {})
                     next_auto_seed += 1
                 if job is None:
-                    self._publish_idle()
+                    try:
+                        self._publish_idle()
+                    except Exception:
+                        if self._shutting_down():
+                            break               # Ctrl-C: the context (and its publishers) are gone
+                        raise
                     continue
                 self._run(*job)
         finally:
             self.world.close()
+
+    def _shutting_down(self) -> bool:
+        return self._stop.is_set() or not self.context.ok()
 
     def _set_rate(self) -> None:
         rate = float(self.params["rate_hz"])
@@ -146,6 +157,8 @@ class SimWorldNode(Node):
 
         def on_frame(index: int, frame) -> None:
             nonlocal next_time
+            if self._stop.is_set():
+                raise RuntimeError("stopped")           # end a long episode at once on shutdown
             delay = next_time - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
@@ -160,6 +173,12 @@ class SimWorldNode(Node):
         except Kinema4DError as exc:
             box["error"] = str(exc)
             self.get_logger().error(f"episode failed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - answered in the service response; the worker stays up
+            if self._shutting_down():
+                box["error"] = "node is shutting down"      # Ctrl-C mid-episode: publishers are gone
+            else:
+                box["error"] = f"{type(exc).__name__}: {exc}"
+                self.get_logger().error(f"episode failed: {box['error']}\n{traceback.format_exc()}")
         finally:
             if done is not None:
                 done.set()
