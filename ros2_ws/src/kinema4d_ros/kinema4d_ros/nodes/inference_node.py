@@ -59,6 +59,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from kinema4d_core.errors import ConfigError, InputError, Kinema4DError
+from kinema4d_core.rollout import frame_points
 from kinema4d_interfaces.action import Simulate
 from kinema4d_ros import qos
 from kinema4d_ros.conversions import (image_to_numpy, image_to_rgb, joint_state_to_vector, numpy_to_image,
@@ -435,11 +436,12 @@ class InferenceNode(Node):
             rollout.metadata = dict(rollout.metadata, run_id=job.run_id, source=job.source,
                                     robot=self.robot.config.name)
             self._write_run(job, rollout)
-            residual = float(np.nanmean(rollout.metric_fit_residual)) if len(rollout.metric_fit_residual) else 0.0
+            fitted = rollout.metric_fit_residual[np.isfinite(rollout.metric_fit_residual)]
+            residual = float(fitted.mean()) if fitted.size else -1.0   # -1: no fit (e.g. the baseline)
             summary = self._summary(job.run_id, job.source, "succeeded", f"wrote {job.output_dir}",
                                     output_dir=str(job.output_dir), frames=int(len(rollout.rgb)),
                                     duration_s=time.perf_counter() - started,
-                                    metric_fit_residual_mean=residual if np.isfinite(residual) else -1.0)
+                                    metric_fit_residual_mean=residual)
             if self.p["publish_prediction"]:
                 progress("publishing", 0, len(rollout.rgb))
                 self._publish_prediction(rollout, job.frame_id)
@@ -484,15 +486,13 @@ class InferenceNode(Node):
         stride = int(self.p["points_stride"])
         for t in range(len(rollout.rgb)):
             self.pub_image.publish(numpy_to_image(rollout.rgb[t], "rgb8", frame_id, stamp))
-            xyz = rollout.pointmap[t][::stride, ::stride].reshape(-1, 3)
-            rgb = rollout.rgb[t][::stride, ::stride].reshape(-1, 3)
-            keep = np.isfinite(xyz).all(axis=1) & (xyz[:, 2] > 0)
-            self.pub_points.publish(points_to_cloud(xyz[keep], frame_id, stamp, rgb[keep]))
+            xyz, rgb = frame_points(rollout.pointmap[t][::stride, ::stride], rollout.rgb[t][::stride, ::stride])
+            self.pub_points.publish(points_to_cloud(xyz, frame_id, stamp, rgb))
 
     def _summary(self, run_id: str, source: str, status: str, message: str, **kw: Any) -> dict:
         out = {"run_id": run_id, "source": source, "success": status == "succeeded", "status": status,
                "message": message, "output_dir": "", "frames": 0, "duration_s": 0.0, "backend": self.backend.name,
-               "metric_fit_residual_mean": 0.0}
+               "metric_fit_residual_mean": -1.0}
         out.update(kw)
         return out
 
