@@ -451,7 +451,7 @@ def simulate_sensor_episode(episode: Any, cfg: PipelineConfig, job_dir: Path, ca
     from kinema4d_core.backends import GenerationRequest, make_backend
     from kinema4d_core.camera import load_calibration
     from kinema4d_core.io import StagedOutput
-    from kinema4d_core.projection import project_trajectory
+    from kinema4d_core.projection import check_camera_frame, project_trajectory
     from kinema4d_core.robot import load_robot
     from kinema4d_core.rollout import save_rollout
     from kinema4d_core.trajectory import from_positions
@@ -459,6 +459,7 @@ def simulate_sensor_episode(episode: Any, cfg: PipelineConfig, job_dir: Path, ca
     robot = _cached(("robot", cfg.robot), lambda: load_robot(cfg.robot))
     if camera is None:
         camera = _cached(("camera", cfg.calibration), lambda: load_calibration(cfg.calibration))
+        check_camera_frame(camera, robot, source=str(cfg.calibration))
     backend = _cached(("backend", cfg.backend, cfg.backend_options),
                       lambda: make_backend(cfg.backend, **dict(cfg.backend_options)))
     rgb = np.asarray(episode.rgb)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from kinema4d_core.errors import InputError
 from kinema4d_core.io import StagedOutput, write_mp4, write_npz
 from kinema4d_core.mesh import LinkMesh
 from kinema4d_core.render import RobotRenderer
+
+if TYPE_CHECKING:
+    from kinema4d_core.robot import RobotModel
 
 CONDITION_FILE = "robot_pointmap.npz"
 POINTMAP_VIDEO = "mask_pointmap.mp4"
@@ -79,6 +82,21 @@ def renderer_for(camera: CameraModel, meshes: Sequence[LinkMesh], *, with_rgb: b
     renderer = RobotRenderer(camera, meshes, with_rgb=with_rgb)
     _RENDERER_CACHE[:] = [(camera, meshes, with_rgb, renderer)]
     return renderer
+
+
+def check_camera_frame(camera: CameraModel, robot: RobotModel, *, source: str = "calibration") -> None:
+    """Refuse a camera whose extrinsics are not expressed in the robot's base frame.
+
+    ``camera.T_base_camera`` is the pose of the optical frame in ``camera.parent_frame``; rendering
+    FK poses (base frame) through a pose given in another frame would misplace the robot silently.
+    ``source`` names where the calibration came from (a file path) for the error message.
+    """
+    if camera.parent_frame != robot.config.base_frame:
+        raise InputError(f"the extrinsics are given in frame '{camera.parent_frame}', but the base frame of "
+                         f"robot '{robot.config.name}' is '{robot.config.base_frame}'",
+                         field=f"{source}: extrinsics.parent_frame",
+                         fix="calibrate the camera against the robot's base frame (the pose of the camera "
+                             "optical frame in that frame), or use the robot this calibration was made for")
 
 
 def project_trajectory(robot, camera: CameraModel, traj, *, n_frames: int = 49, with_rgb: bool = True) -> RobotCondition:

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from kinema4d_core.camera import load_calibration
-    from kinema4d_core.projection import project_trajectory, save_robot_condition
+    from kinema4d_core.projection import check_camera_frame, project_trajectory, save_robot_condition
     from kinema4d_core.robot import load_robot
     from kinema4d_core.trajectory import load_trajectory_file
 
@@ -44,13 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.out} exists and is not a folder", field="--out", fix="choose a folder path")
     robot = load_robot(args.robot)
     camera = load_calibration(args.calibration)
-    if camera.parent_frame != robot.config.base_frame:
-        # the extrinsics are T_base_camera: a pose in another frame would render the robot misplaced
-        raise InputError(f"the extrinsics are given in frame '{camera.parent_frame}', but the base frame of "
-                         f"robot '{robot.config.name}' is '{robot.config.base_frame}'",
-                         field=f"{args.calibration}: extrinsics.parent_frame",
-                         fix="calibrate the camera against the robot's base frame (the pose of the camera "
-                             "optical frame in that frame), or pass the robot this calibration was made for")
+    check_camera_frame(camera, robot, source=str(args.calibration))
     if args.height is not None:
         camera = camera.resized(args.height, args.width)
     traj = load_trajectory_file(args.trajectory, robot)

@@ -99,13 +99,18 @@ def declare_params(node: Node, specs: Sequence[ParamSpec],
     return values
 
 
-def optional_calibration(path: str):
+def optional_calibration(path: str, robot=None):
     """The CameraModel of a ``calibration_file`` parameter, or None when it is empty (not set).
 
-    Raises the core's ConfigError (naming the bad field) for an invalid file.
+    With ``robot`` (a RobotModel), the extrinsics must be expressed in its base frame. Raises the
+    core's Kinema4DError (naming the bad field) for an invalid file.
     """
     if not path:
         return None
     from kinema4d_core.camera import load_calibration
+    from kinema4d_core.projection import check_camera_frame
 
-    return load_calibration(path)
+    camera = load_calibration(path)
+    if robot is not None:
+        check_camera_frame(camera, robot, source=path)
+    return camera

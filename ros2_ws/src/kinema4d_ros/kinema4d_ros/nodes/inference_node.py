@@ -128,7 +128,7 @@ class InferenceNode(Node):
         from kinema4d_core.robot import load_robot
 
         self.robot = load_robot(self.p["robot"])
-        self.camera = optional_calibration(self.p["calibration_file"])
+        self.camera = optional_calibration(self.p["calibration_file"], self.robot)
         self._lock = threading.Lock()
         self._busy: str | None = None          # run id / "goal" while a job runs
         self._image: Image | None = None
@@ -161,7 +161,7 @@ class InferenceNode(Node):
     def _on_params(self, changed: dict) -> str | None:
         if "calibration_file" in changed:
             try:
-                self.camera = optional_calibration(changed["calibration_file"])
+                self.camera = optional_calibration(changed["calibration_file"], self.robot)
             except Kinema4DError as exc:
                 return str(exc)
         self.p.update(changed)

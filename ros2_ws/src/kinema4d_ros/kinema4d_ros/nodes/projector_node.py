@@ -91,7 +91,7 @@ class ProjectorNode(Node):
         self._pending: tuple[JointState, float] | None = None
         self._last_stamp = -np.inf
         self._stop = False
-        self._calibration = optional_calibration(self.p["calibration_file"])
+        self._calibration = optional_calibration(self.p["calibration_file"], self.robot)
         self._camera = self._calibration          # what we render into (may come from camera_info)
         self._camera_key: tuple | None = None
         self._renderer = None
@@ -114,7 +114,7 @@ class ProjectorNode(Node):
     def _on_params(self, changed: dict) -> str | None:
         if "calibration_file" in changed:
             try:
-                cal = optional_calibration(changed["calibration_file"])
+                cal = optional_calibration(changed["calibration_file"], self.robot)
             except Kinema4DError as exc:
                 return str(exc)
             with self._lock:
