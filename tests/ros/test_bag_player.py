@@ -48,6 +48,12 @@ def test_player_republishes_joint_states_images_and_clock(tmp_path, ros_env, sto
                 return any(json.loads(m.data)["state"] == "finished" for m in got["status"])
         wait_for(finished, 30, f"the player to finish; log:\n{proc.output()}")
         wait_for(lambda: len(got["joints"]) == 20 and len(got["images"]) == 10, 15, "all messages")
+
+        def last_clock() -> float:
+            with lock:
+                return got["clock"][-1].clock.sec + 1e-9 * got["clock"][-1].clock.nanosec if got["clock"] else 0.0
+        # /clock is another topic: its last messages may still be in flight when the others are in
+        wait_for(lambda: last_clock() >= 100.954 - 1e-6, 15, "the final /clock")
         with lock:
             names = tuple(got["joints"][0].name)
             stamps = [m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for m in got["images"]]
