@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import numpy as np
 
 from kinema4d_core.errors import InputError
 from kinema4d_core.io import atomic_path
+from kinema4d_core.procs import die_with_parent
 from kinema4d_core.rollout import frame_points
 
 ROBOT_COLOR = (255, 140, 0)
@@ -129,16 +129,6 @@ def _port_open(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
         return s.connect_ex((LOOPBACK, port)) == 0
-
-
-def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child
-    """Linux: the server dies with the process that started it (no orphaned listeners)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 class WebViewer:
@@ -253,7 +243,7 @@ def serve_rrd(path: str | os.PathLike, *, web_port: int = 0, grpc_port: int = 0,
         with open(log_path, "wb") as log_file:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                                     cwd=tmp_dir, env=env,
-                                    preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None)
+                                    preexec_fn=die_with_parent())
     except BaseException:  # no server was started: remove its private folder
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise

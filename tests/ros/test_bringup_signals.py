@@ -73,6 +73,25 @@ def test_sigterm_to_the_runner_stops_every_node(ros_env, tmp_path):
         runner.cleanup()
 
 
+def test_nodes_do_not_outlive_a_runner_killed_with_sigkill(ros_env, tmp_path):
+    """SIGKILL leaves the runner no chance to clean up: the nodes get SIGTERM from the kernel
+    (parent-death signal) and exit instead of staying on the ROS graph as orphans."""
+    runner = Runner(ros_env, tmp_path, "--keep-running")
+    try:
+        text = runner.wait_for_line("graph running", 120)
+        pids = _node_pids(text)
+        assert len(pids) == 5 and all(_alive(p) for p in pids.values()), text
+        runner.proc.send_signal(signal.SIGKILL)
+        runner.proc.wait(10)
+        wait_for(lambda: not any(_alive(p) for p in pids.values()), 30,
+                 f"the orphaned nodes to exit: {[n for n, p in pids.items() if _alive(p)]}")
+    finally:
+        for pid in pids.values() if "pids" in locals() else ():
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        runner.cleanup()
+
+
 def test_ctrl_c_during_the_episode_stops_at_once_without_a_run(ros_env, tmp_path):
     runner = Runner(ros_env, tmp_path)
     try:

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from kinema4d_core.errors import ConfigError, Kinema4DError
+from kinema4d_core.procs import die_with_parent
 from kinema4d_ros import graph
 from kinema4d_ros.ros_env import pick_domain_id, safe_ros_env
 
@@ -72,8 +73,11 @@ class Graph:
                                   fix="run scripts/setup_env.sh (installs the kinema4d_ros console scripts)")
             log = open(self.log_dir / f"{spec.name}.log", "wb")
             self._files.append(log)
+            # own session (Ctrl-C reaches the runner only, which then stops nodes in order) and
+            # SIGTERM when the runner dies, even by SIGKILL (no orphaned nodes on the ROS graph)
             self.procs[spec.name] = subprocess.Popen([path, *spec.ros_args()], env=self.env, stdout=log,
-                                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                                     preexec_fn=die_with_parent())
             _log(f"started {spec.name:<18} pid {self.procs[spec.name].pid:<7} log {self.log_dir / (spec.name + '.log')}")
 
     def dead(self) -> list[str]:

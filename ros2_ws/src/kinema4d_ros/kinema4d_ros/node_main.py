@@ -2,14 +2,15 @@
 
 ``run_node(factory)``: forces loopback-only discovery in this process (keeping the caller's
 ROS_DOMAIN_ID), initializes rclpy with the command line (``--ros-args`` work), builds the node,
-spins it, and shuts down cleanly on Ctrl-C / SIGTERM. A Kinema4DError while building the node
+spins it, and shuts down cleanly on Ctrl-C / SIGTERM (rclpy's own handlers, installed by
+``rclpy.init``: unlike a Python-level handler they also wake an executor blocked in its wait set,
+so a node with no timers stops at once). A Kinema4DError while building the node
 (bad parameter, missing calibration file) is printed as one line and the process exits 2.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from typing import Callable
 
@@ -33,8 +34,7 @@ def run_node(factory: Callable[[], "object"], *, multithreaded: bool = False, th
 
     from kinema4d_core.errors import Kinema4DError
 
-    rclpy.init(args=sys.argv if argv is None else argv)
-    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    rclpy.init(args=sys.argv if argv is None else argv)   # SIGINT + SIGTERM -> shutdown (rclpy default)
     node = None
     code = 0
     try:
