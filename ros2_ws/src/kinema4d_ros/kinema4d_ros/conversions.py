@@ -100,19 +100,25 @@ def image_to_rgb(msg: Image, field: str = "image") -> np.ndarray:
     return np.ascontiguousarray(arr[..., ::-1]) if msg.encoding == "bgr8" else arr
 
 
-def numpy_to_image(arr: np.ndarray, encoding: str, frame_id: str = "", stamp: Time | None = None) -> Image:
-    """(H, W[, C]) numpy array -> Image with ``encoding`` (dtype and channel count must match it)."""
+def _image_array(arr: np.ndarray, encoding: str) -> tuple[np.ndarray, np.dtype, int]:
+    """Check ``arr`` against ``encoding`` (bool masks become 0/255 mono8); returns (arr, dtype, channels)."""
     enc = ENCODINGS.get(encoding)
     if enc is None:
         raise InputError(f"unsupported encoding '{encoding}'", field="encoding", fix=f"use one of {sorted(ENCODINGS)}")
     dtype, channels = enc
     arr = np.asarray(arr)
     if arr.dtype == np.bool_ and dtype == np.uint8:
-        arr = arr.astype(np.uint8) * 255
+        arr = arr.view(np.uint8) * np.uint8(255)
     ok_shape = (arr.ndim == 3 and arr.shape[2] == channels) or (arr.ndim == 2 and channels == 1)
     if not ok_shape or arr.dtype != dtype:
         raise InputError(f"array {arr.shape} {arr.dtype} does not fit {encoding}", field="arr",
                          fix=f"pass (H, W{', %d' % channels if channels > 1 else ''}) {dtype}")
+    return arr, dtype, channels
+
+
+def numpy_to_image(arr: np.ndarray, encoding: str, frame_id: str = "", stamp: Time | None = None) -> Image:
+    """(H, W[, C]) numpy array -> Image with ``encoding`` (dtype and channel count must match it)."""
+    arr, dtype, channels = _image_array(arr, encoding)
     h, w = arr.shape[:2]
     msg = Image(header=make_header(frame_id, stamp), height=h, width=w, encoding=encoding,
                 is_bigendian=int(_HOST_BIG_ENDIAN), step=w * channels * dtype.itemsize)
@@ -196,17 +202,7 @@ class _CdrWriter:
 def image_to_cdr(arr: np.ndarray, encoding: str, frame_id: str = "", stamp: Time | None = None) -> bytes:
     """Serialized sensor_msgs/Image of ``arr`` (same checks and result as ``numpy_to_image``,
     as CDR bytes for ``Publisher.publish``); the pixel data is copied once."""
-    enc = ENCODINGS.get(encoding)
-    if enc is None:
-        raise InputError(f"unsupported encoding '{encoding}'", field="encoding", fix=f"use one of {sorted(ENCODINGS)}")
-    dtype, channels = enc
-    arr = np.asarray(arr)
-    if arr.dtype == np.bool_ and dtype == np.uint8:
-        arr = arr.view(np.uint8) * np.uint8(255)
-    ok_shape = (arr.ndim == 3 and arr.shape[2] == channels) or (arr.ndim == 2 and channels == 1)
-    if not ok_shape or arr.dtype != dtype:
-        raise InputError(f"array {arr.shape} {arr.dtype} does not fit {encoding}", field="arr",
-                         fix=f"pass (H, W{', %d' % channels if channels > 1 else ''}) {dtype}")
+    arr, dtype, channels = _image_array(arr, encoding)
     h, w = arr.shape[:2]
     out = _CdrWriter()
     out.header(frame_id, stamp)
