@@ -38,6 +38,13 @@ def _listing(keys, limit: int = 12) -> str:
     return shown + (f" ... (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
+def _key_mismatch(missing, unexpected) -> str:
+    """'missing keys: ...; unexpected keys: ...' (each part only when non-empty)."""
+    parts = [f"{what} keys: {_listing(keys)}" for what, keys in (("missing", missing), ("unexpected", unexpected))
+             if keys]
+    return "; ".join(parts)
+
+
 # ------------------------------------------------------------------------------------ folders
 def check_base_folder(base: str | Path) -> Path:
     """Check the base folder layout without loading anything heavy; return it as a Path."""
@@ -199,23 +206,13 @@ def check_weight_layout(model: torch.nn.Module, base_shapes: dict[str, tuple[int
         added_missing = added - set(added_shapes)
         added_unexpected = set(added_shapes) - added
         if added_missing or added_unexpected:
-            parts = []
-            if added_missing:
-                parts.append(f"missing keys: {_listing(added_missing)}")
-            if added_unexpected:
-                parts.append(f"unexpected keys: {_listing(added_unexpected)}")
-            raise CheckpointError("; ".join(parts), field=ADDED_FILE,
+            raise CheckpointError(_key_mismatch(added_missing, added_unexpected), field=ADDED_FILE,
                                   fix="use the added_weights.safetensors of the same variant "
                                       "(rgb-pm has arm_domain_emb, pm has not)")
         base_missing = base_expected - set(base_shapes)
         base_unexpected = [k for k in base_shapes if k not in base_expected and not _ignored_unexpected(model, k)]
         if base_missing or base_unexpected:
-            parts = []
-            if base_missing:
-                parts.append(f"missing keys: {_listing(base_missing)}")
-            if base_unexpected:
-                parts.append(f"unexpected keys: {_listing(base_unexpected)}")
-            raise CheckpointError("; ".join(parts), field="base/transformer",
+            raise CheckpointError(_key_mismatch(base_missing, base_unexpected), field="base/transformer",
                                   fix="use the Wan2.1-I2V-14B-480P-Diffusers transformer")
     for source, given, names in (("base/transformer", base_shapes, base_expected), (ADDED_FILE, added_shapes, added)):
         bad = _shape_errors(shapes, {k: v for k, v in given.items() if k in names})
@@ -312,12 +309,7 @@ def split_lora_state(lora_state: dict[str, torch.Tensor], model: torch.nn.Module
     missing = [f"{LORA_PREFIX}{m}.lora_{p}.weight" for m in sorted(expected) for p in ("A", "B")
                if p not in pairs.get(m, {})]
     if unexpected or missing:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {_listing(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {_listing(unexpected)}")
-        raise CheckpointError("; ".join(parts), field=LORA_FILE,
+        raise CheckpointError(_key_mismatch(missing, unexpected), field=LORA_FILE,
                               fix="use the pytorch_lora_weights.safetensors of a Kinema4D folder for this base model")
     modules = dict(model.named_modules())
     bad = []
