@@ -19,19 +19,10 @@ import time
 import numpy as np
 import pytest
 
+from kinema4d_ros.conversions import transform_to_matrix
 from tests.ros.rosproc import NodeProcess, RosClient, wait_for
 
 pytestmark = pytest.mark.ros
-
-
-def _tf_pose(tf) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-
-    t, r = tf.transform.translation, tf.transform.rotation
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_quat([r.x, r.y, r.z, r.w]).as_matrix()
-    T[:3, 3] = [t.x, t.y, t.z]
-    return T
 
 
 def _call(client: RosClient, name: str, timeout: float = 30.0):
@@ -67,7 +58,7 @@ def test_static_tf_reload_and_save(ros_env, tmp_path, calib_file):
         wait_for(lambda: received, 20.0, "the latched /tf_static message\n" + node.output())
         tf = received[-1].transforms[0]
         assert tf.header.frame_id == cam.parent_frame and tf.child_frame_id == cam.child_frame
-        np.testing.assert_allclose(_tf_pose(tf), cam.T_base_camera, atol=1e-9)
+        np.testing.assert_allclose(transform_to_matrix(tf), cam.T_base_camera, atol=1e-9)
 
         # Nothing captured: capture and solve refuse with a reason.
         reply = _call(client, "calibration/capture")
@@ -82,7 +73,7 @@ def test_static_tf_reload_and_save(ros_env, tmp_path, calib_file):
         reply = _call(client, "calibration/reload")
         assert reply.success, reply.message
         wait_for(lambda: len(received) > n_before, 10.0, "/tf_static after reload")
-        np.testing.assert_allclose(_tf_pose(received[-1].transforms[0]), new_pose, atol=1e-9)
+        np.testing.assert_allclose(transform_to_matrix(received[-1].transforms[0]), new_pose, atol=1e-9)
 
         # save: the file is rewritten with the node's pose; the previous bytes are kept as .bak.
         (calib_file.parent / (calib_file.name + ".bak")).unlink()

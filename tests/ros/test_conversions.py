@@ -111,3 +111,16 @@ def test_malformed_clouds_raise_naming_the_field():
     rows[:, :24] = pts.view(np.uint8).reshape(2, 24)
     padded = PointCloud2(height=2, width=2, fields=good.fields, point_step=12, row_step=32, data=rows.tobytes())
     np.testing.assert_array_equal(cloud_to_points(padded)[0], pts.reshape(-1, 3))
+
+
+def test_transform_round_trip():
+    from scipy.spatial.transform import Rotation
+
+    from kinema4d_ros.conversions import matrix_to_transform, transform_to_matrix
+
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_euler("xyz", [0.3, -1.1, 2.0]).as_matrix()
+    T[:3, 3] = [0.5, -0.25, 1.75]
+    msg = matrix_to_transform(T, "panda_link0", "camera_optical_frame")
+    assert msg.header.frame_id == "panda_link0" and msg.child_frame_id == "camera_optical_frame"
+    np.testing.assert_allclose(transform_to_matrix(msg), T, atol=1e-12)

@@ -18,19 +18,10 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pytest
 
+from kinema4d_ros.conversions import transform_to_matrix
 from tests.ros.rosproc import NodeProcess, RosClient, publish_until, wait_for
 
 pytestmark = pytest.mark.ros
-
-
-def _tf_matrix(tf) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-
-    t, r = tf.transform.translation, tf.transform.rotation
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_quat([r.x, r.y, r.z, r.w]).as_matrix()
-    T[:3, 3] = [t.x, t.y, t.z]
-    return T
 
 
 def _compose(transforms: dict, root: str, frame: str) -> np.ndarray:
@@ -38,7 +29,7 @@ def _compose(transforms: dict, root: str, frame: str) -> np.ndarray:
     T = np.eye(4)
     while frame != root:
         tf = transforms[frame]
-        T = _tf_matrix(tf) @ T
+        T = transform_to_matrix(tf) @ T
         frame = tf.header.frame_id
     return T
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Time
+from geometry_msgs.msg import TransformStamped
 from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2, PointField
 from std_msgs.msg import Header
 
@@ -346,3 +347,26 @@ def camera_model_to_info(camera: "CameraModel", stamp: Time | None = None) -> Ca
     msg.r = [float(v) for v in np.asarray(camera.R).ravel()]
     msg.p = [float(v) for v in np.asarray(camera.P).ravel()]
     return msg
+
+
+def matrix_to_transform(T: np.ndarray, parent: str, child: str, stamp: Time | None = None) -> TransformStamped:
+    """TransformStamped (header.frame_id = parent) of the 4x4 pose ``T_parent_child`` (metres)."""
+    from scipy.spatial.transform import Rotation
+
+    T = np.asarray(T, dtype=np.float64)
+    msg = TransformStamped(header=make_header(parent, stamp), child_frame_id=child)
+    tr, rot = msg.transform.translation, msg.transform.rotation
+    tr.x, tr.y, tr.z = (float(v) for v in T[:3, 3])
+    rot.x, rot.y, rot.z, rot.w = (float(v) for v in Rotation.from_matrix(T[:3, :3]).as_quat())   # x y z w
+    return msg
+
+
+def transform_to_matrix(msg: TransformStamped) -> np.ndarray:
+    """The 4x4 pose ``T_parent_child`` of a TransformStamped (inverse of ``matrix_to_transform``)."""
+    from scipy.spatial.transform import Rotation
+
+    t, r = msg.transform.translation, msg.transform.rotation
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_quat([r.x, r.y, r.z, r.w]).as_matrix()
+    T[:3, 3] = [t.x, t.y, t.z]
+    return T

@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from geometry_msgs.msg import TransformStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
@@ -47,8 +46,8 @@ from tf2_msgs.msg import TFMessage
 
 from kinema4d_core.errors import Kinema4DError
 from kinema4d_ros import qos
-from kinema4d_ros.conversions import (image_to_numpy, image_to_rgb, joint_state_to_vector, numpy_to_image,
-                                      stamp_to_seconds)
+from kinema4d_ros.conversions import (image_to_numpy, image_to_rgb, joint_state_to_vector, matrix_to_transform,
+                                      numpy_to_image, stamp_to_seconds)
 from kinema4d_ros.diagnostics import Health, steady_timer
 from kinema4d_ros.node_main import run_node
 from kinema4d_ros.params import ParamSpec, declare_params
@@ -82,22 +81,6 @@ PARAMS = (
     ParamSpec("max_stamp_gap_s", 0.2, "Score only when image and sim/robot_mask stamps differ by at most this.",
               min=0.0, max=60.0),
 )
-
-
-def transform_msg(T: np.ndarray, parent: str, child: str, stamp) -> TransformStamped:
-    """TransformStamped for the 4x4 pose T_parent_child (metres)."""
-    from scipy.spatial.transform import Rotation
-
-    msg = TransformStamped()
-    msg.header.frame_id = parent
-    msg.header.stamp = stamp
-    msg.child_frame_id = child
-    t = T[:3, 3]
-    msg.transform.translation.x, msg.transform.translation.y, msg.transform.translation.z = (float(v) for v in t)
-    qx, qy, qz, qw = Rotation.from_matrix(T[:3, :3]).as_quat()
-    msg.transform.rotation.x, msg.transform.rotation.y = float(qx), float(qy)
-    msg.transform.rotation.z, msg.transform.rotation.w = float(qz), float(qw)
-    return msg
 
 
 class CalibrationNode(Node):
@@ -154,7 +137,7 @@ class CalibrationNode(Node):
 
     def _publish_tf(self) -> None:
         cam = self.camera
-        msg = TFMessage(transforms=[transform_msg(cam.T_base_camera, cam.parent_frame, cam.child_frame,
+        msg = TFMessage(transforms=[matrix_to_transform(cam.T_base_camera, cam.parent_frame, cam.child_frame,
                                                   self.get_clock().now().to_msg())])
         self.pub_tf.publish(msg)
 

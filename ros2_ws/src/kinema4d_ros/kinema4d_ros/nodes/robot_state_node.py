@@ -47,6 +47,7 @@ from tf2_msgs.msg import TFMessage
 
 from kinema4d_core.errors import ConfigError, InputError
 from kinema4d_ros import qos
+from kinema4d_ros.conversions import matrix_to_transform
 from kinema4d_ros.diagnostics import Health, steady_timer
 from kinema4d_ros.node_main import run_node
 from kinema4d_ros.params import ParamSpec, declare_params
@@ -117,23 +118,8 @@ def rewrite_resource_uris(urdf_text: str, package_dirs, base_dir: Path) -> tuple
 
 def transforms_msgs(poses: dict[str, np.ndarray], edges: list[Edge], stamp) -> list[TransformStamped]:
     """TransformStamped parent -> child (T_parent_child) of ``edges`` from T_base_frame ``poses``."""
-    from scipy.spatial.transform import Rotation
-
-    if not edges:
-        return []
-    T = np.stack([np.linalg.inv(poses[e.parent]) @ poses[e.child] for e in edges])
-    quats = Rotation.from_matrix(T[:, :3, :3]).as_quat()        # x y z w
-    out = []
-    for e, Ti, q in zip(edges, T, quats):
-        msg = TransformStamped()
-        msg.header.stamp = stamp
-        msg.header.frame_id = e.parent
-        msg.child_frame_id = e.child
-        tr, rot = msg.transform.translation, msg.transform.rotation
-        tr.x, tr.y, tr.z = float(Ti[0, 3]), float(Ti[1, 3]), float(Ti[2, 3])
-        rot.x, rot.y, rot.z, rot.w = float(q[0]), float(q[1]), float(q[2]), float(q[3])
-        out.append(msg)
-    return out
+    return [matrix_to_transform(np.linalg.inv(poses[e.parent]) @ poses[e.child], e.parent, e.child, stamp)
+            for e in edges]
 
 
 class RobotStateNode(Node):
