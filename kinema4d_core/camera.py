@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from kinema4d_core.errors import ConfigError
-from kinema4d_core.io import atomic_path
+from kinema4d_core.io import atomic_path, read_yaml
 
 DISTORTION_MODELS: dict[str, int] = {"plumb_bob": 5, "rational_polynomial": 8}
 """Supported distortion models and their coefficient counts."""
@@ -403,15 +403,8 @@ def calibration_from_dict(doc: Any, source: str | os.PathLike = "<calibration>")
 
 def load_calibration(path: str | os.PathLike) -> CameraModel:
     """Read and validate a calibration YAML file; ConfigError names the offending field."""
-    import yaml
-
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError("file not found", field=str(path), fix="pass the path of a calibration YAML file")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"is not valid YAML ({exc})", field=str(path), fix="fix the YAML syntax") from None
+    doc = read_yaml(path, field=str(path), what="calibration file", fix="pass the path of a calibration YAML file")
     return calibration_from_dict(doc, path)
 
 

@@ -6,6 +6,7 @@
   folder inside ``out_dir`` and moved into place together when the block succeeds; on failure
   nothing in ``out_dir`` changes.
 - ``save_npz``, ``write_text``, ``write_mp4``: atomic single-file writers.
+- ``read_yaml(path, ...)``: a YAML file's content, or a ConfigError naming the field.
 - ``cache_dir(name)``: the on-disk cache folder shared by the mesh caches (or None when disabled).
 """
 
@@ -17,9 +18,11 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
+
+from kinema4d_core.errors import ConfigError
 
 
 def _read_umask() -> int:
@@ -172,3 +175,20 @@ def read_mp4(path: str | os.PathLike) -> np.ndarray:
         return np.stack([np.asarray(f) for f in reader])
     finally:
         reader.close()
+
+
+def read_yaml(path: str | os.PathLike, *, field: str, what: str = "file", fix: str = "check the path") -> Any:
+    """The parsed content of the YAML file ``path``.
+
+    ConfigError naming ``field`` when the file does not exist (``"<what> <path> does not exist"``,
+    with ``fix``) or is not valid YAML. Checking the content's structure is the caller's job.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist", field=field, fix=fix)
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML ({exc})", field=field, fix="fix the YAML syntax") from None

@@ -28,6 +28,7 @@ import numpy as np
 
 import kinema4d_core
 from kinema4d_core.errors import ConfigError, InputError
+from kinema4d_core.io import read_yaml
 from kinema4d_core.mesh import LinkMesh
 
 log = logging.getLogger(__name__)
@@ -153,8 +154,6 @@ def load_robot_config(name_or_path: str | os.PathLike) -> RobotConfig:
     Only the file format is checked here; names of joints/frames are checked against the URDF
     when the :class:`RobotModel` is built.
     """
-    import yaml
-
     text = str(name_or_path)
     if text.endswith((".yaml", ".yml")) or os.sep in text or "/" in text:
         path = Path(text).expanduser()
@@ -163,14 +162,9 @@ def load_robot_config(name_or_path: str | os.PathLike) -> RobotConfig:
         if not path.is_file():
             raise ConfigError(f"no robot config named '{text}' in {robots_dir()}", field="robot",
                               fix=f"use one of {list_robots()} or a path to a robot yaml")
-    if not path.is_file():
-        raise ConfigError(f"robot config file {path} does not exist", field="robot",
-                          fix=f"use one of {list_robots()} or an existing yaml path")
+    raw = read_yaml(path, field="robot", what="robot config file",
+                    fix=f"use one of {list_robots()} or an existing yaml path")
     path = path.resolve()
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML ({exc})", field="robot", fix="fix the YAML syntax") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of keys", field="robot", fix="see urdf/README.md")
     unknown = sorted(set(raw) - _CONFIG_KEYS)

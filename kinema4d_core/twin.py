@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from kinema4d_core.errors import ConfigError, InputError
+from kinema4d_core.io import read_yaml
 from kinema4d_core.mesh import LinkMesh
 from kinema4d_core.robot import NEUTRAL_GREY, RobotModel, load_mesh_file
 
@@ -120,16 +121,9 @@ def twin_meshes(robot: RobotModel, pieces: Sequence[TwinPiece], q_ref: Any, T_re
 
 def load_twin(folder: str | os.PathLike, robot: RobotModel) -> tuple[LinkMesh, ...]:
     """Load a twin folder (``twin.yaml`` + ``pieces/<link>.ply|.obj``) into link-frame meshes."""
-    import yaml
-
     folder = Path(folder)
     spec_path = folder / "twin.yaml"
-    if not spec_path.is_file():
-        raise ConfigError(f"{spec_path} does not exist", field="twin", fix="give a twin folder holding twin.yaml")
-    try:
-        spec = yaml.safe_load(spec_path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{spec_path} is not valid YAML ({exc})", field="twin", fix="fix the YAML") from exc
+    spec = read_yaml(spec_path, field="twin", what="twin spec", fix="give a twin folder holding twin.yaml")
     if not isinstance(spec, dict):
         raise ConfigError(f"{spec_path} must hold a mapping", field="twin", fix="see urdf/README.md")
     for key in ("T_recon_base", "q_ref", "joint_names"):

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
-import yaml
 
 from kinema4d_core.errors import CalibrationError, ConfigError, InputError
+from kinema4d_core.io import read_yaml
 
 
 @dataclass(frozen=True)
@@ -110,14 +109,8 @@ def board_from_dict(data: dict, source: str = "board") -> BoardSpec:
 
 def load_board(path: str | os.PathLike) -> BoardSpec:
     """Read a board YAML (see calibration/charuco_board.yaml)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"board file {path} does not exist", field="board",
-                          fix="pass a board YAML such as calibration/charuco_board.yaml")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML ({exc})", field=str(path), fix="fix the YAML syntax") from None
+    data = read_yaml(path, field="board", what="board file",
+                     fix="pass a board YAML such as calibration/charuco_board.yaml")
     return board_from_dict(data, source=str(path))
 
 
