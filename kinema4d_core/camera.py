@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from kinema4d_core.errors import ConfigError
+from kinema4d_core.errors import ConfigError, InputError
 from kinema4d_core.io import atomic_path, read_yaml
 
 DISTORTION_MODELS: dict[str, int] = {"plumb_bob": 5, "rational_polynomial": 8}
@@ -271,6 +271,49 @@ class CameraModel:
 
 
 # ---------------------------------------------------------------------- look_at
+def match_stream(camera: CameraModel, width: int, height: int, K: np.ndarray | None = None, *,
+                 rescale: bool = False, source: str = "camera_info",
+                 k_rel_tol: float = 0.01, k_abs_tol_px: float = 2.0) -> CameraModel:
+    """The calibration to use for a stream of ``width`` x ``height`` images (and its ``K`` if known).
+
+    The one rule every node, replay and evaluation follow: an image size different from the
+    calibration is refused (ConfigError naming both sizes and the fix) unless ``rescale`` is asked
+    for, in which case the calibration is resized with K scaled about pixel centres (the aspect
+    ratio must still agree to 1%). When the stream's own intrinsics ``K`` are given they must agree
+    with the (possibly rescaled) calibration: focal lengths within ``k_rel_tol`` (relative) and the
+    principal point within ``k_abs_tol_px`` pixels. Nothing is ever silently stretched.
+    """
+    width, height = int(width), int(height)
+    if width <= 0 or height <= 0:
+        raise InputError(f"image size must be positive, got {width}x{height}", field=source,
+                         fix="check the camera driver's width/height")
+    cam = camera
+    if (width, height) != (camera.width, camera.height):
+        if not rescale:
+            raise ConfigError(f"{source} is {width}x{height} but the calibration is "
+                              f"{camera.width}x{camera.height}", field=source,
+                              fix="calibrate at the stream's resolution, set the driver to the calibrated "
+                                  "resolution, or allow rescaling (parameter/option rescale_to_stream)")
+        if abs((width / height) / (camera.width / camera.height) - 1.0) > 0.01:
+            raise ConfigError(f"{source} aspect ratio {width}x{height} differs from the calibration's "
+                              f"{camera.width}x{camera.height}; rescaling would stretch the image",
+                              field=source, fix="calibrate at the stream's resolution")
+        cam = camera.resized(height, width)
+    if K is not None:
+        K = np.asarray(K, dtype=np.float64).reshape(3, 3)
+        if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+            raise InputError("intrinsics are not finite positive focal lengths", field=f"{source}.K",
+                             fix="check the camera driver's calibration")
+        f_ok = np.all(np.abs(np.diag(K)[:2] / np.diag(cam.K)[:2] - 1.0) <= k_rel_tol)
+        c_ok = np.all(np.abs(K[:2, 2] - cam.K[:2, 2]) <= k_abs_tol_px)
+        if not (f_ok and c_ok):
+            raise ConfigError(f"{source} intrinsics fx={K[0, 0]:.1f} fy={K[1, 1]:.1f} cx={K[0, 2]:.1f} "
+                              f"cy={K[1, 2]:.1f} disagree with the calibration's fx={cam.K[0, 0]:.1f} "
+                              f"fy={cam.K[1, 1]:.1f} cx={cam.K[0, 2]:.1f} cy={cam.K[1, 2]:.1f}",
+                              field=source, fix="use the calibration file made for this camera and mode")
+    return cam
+
+
 def look_at(eye: Sequence[float], target: Sequence[float], up: Sequence[float] = (0.0, 0.0, 1.0)) -> np.ndarray:
     """T_base_camera (4,4) of an optical frame at ``eye`` looking at ``target`` (base frame, metres).
 

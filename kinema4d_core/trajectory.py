@@ -372,6 +372,38 @@ def resample(traj: JointTrajectory, n_frames: int = 49) -> JointTrajectory:
     return JointTrajectory(traj.joint_names, pos, stamps)
 
 
+def sample_at(traj: JointTrajectory, stamps: Any, *, max_extrapolation: float = 0.0,
+              field: str = "stamps") -> JointTrajectory:
+    """Joint positions at the given absolute times (seconds), linearly interpolated.
+
+    This is the one rule for putting the robot in step with camera frames: replay, the inference
+    node's recording and the sim world render the robot at the joint state interpolated at each
+    selected camera frame's own stamp (never at evenly spaced times). ``traj`` must carry stamps.
+    A time before the first / after the last joint state is held at the end value when it lies
+    within ``max_extrapolation`` seconds of it, and refused otherwise (InputError naming the frame).
+    """
+    if traj.stamps is None:
+        raise InputError("the trajectory has no stamps", field="trajectory.stamps",
+                         fix="give joint states with their time stamps")
+    t = np.asarray(stamps, dtype=np.float64).ravel()
+    if t.size == 0:
+        raise InputError("is empty", field=field, fix="give one time stamp per frame to render")
+    t = _check_stamps(t, t.size, field)
+    s = traj.stamps
+    tol = float(max_extrapolation)
+    outside = (t < s[0] - tol) | (t > s[-1] + tol)
+    if np.any(outside):
+        i = int(np.argmax(outside))
+        raise InputError(f"frame {i} at t={t[i]:.6f} s lies outside the joint states "
+                         f"[{s[0]:.6f}, {s[-1]:.6f}] s by more than {tol:g} s", field=field,
+                         fix="record joint states for the whole camera interval (or trim the episode)")
+    if traj.n_frames == 1:
+        pos = np.repeat(traj.positions, t.size, axis=0)
+    else:
+        pos = np.stack([np.interp(t, s, traj.positions[:, j]) for j in range(traj.positions.shape[1])], axis=1)
+    return JointTrajectory(traj.joint_names, pos.reshape(t.size, -1), t)
+
+
 _FILE_KEYS = {"joint_names", "positions", "velocities", "dt", "q0", "ee_poses", "gripper", "stamps"}
 
 

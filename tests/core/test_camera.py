@@ -242,3 +242,20 @@ def test_camera_model_rejects_a_non_string_distortion_model():
     with pytest.raises(ConfigError) as err:
         CameraModel(160, 120, K, [0] * 5, ["plumb_bob"], np.eye(4))
     assert err.value.field == "distortion_model"
+
+
+# ---------------------------------------------------------------- match_stream: one size/intrinsics rule
+def test_match_stream_refuses_other_sizes_unless_rescaling_is_asked_for():
+    from kinema4d_core.camera import CameraModel, match_stream
+    from kinema4d_core.errors import ConfigError
+    cam = CameraModel(640, 480, np.array([[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]]), np.zeros(5),
+                      "plumb_bob", np.eye(4))
+    assert match_stream(cam, 640, 480, cam.K) is cam
+    with pytest.raises(ConfigError, match="320x240 but the calibration is 640x480"):
+        match_stream(cam, 320, 240)
+    half = match_stream(cam, 320, 240, rescale=True)
+    np.testing.assert_allclose(half.K, [[250.0, 0, 159.5], [0, 250.0, 119.5], [0, 0, 1]])
+    with pytest.raises(ConfigError, match="aspect ratio"):
+        match_stream(cam, 640, 360, rescale=True)
+    with pytest.raises(ConfigError, match="intrinsics .* disagree"):
+        match_stream(cam, 640, 480, np.array([[520.0, 0, 319.5], [0, 520.0, 239.5], [0, 0, 1]]))

@@ -244,3 +244,25 @@ def test_unreadable_trajectory_file(panda, tmp_path):
     assert err.value.field == "path"
     with pytest.raises(InputError, match="does not exist"):
         load_trajectory_file(tmp_path / "missing.npz", panda)
+
+
+# ---------------------------------------------------------------- sample_at: robot in step with frames
+def test_sample_at_interpolates_at_each_frames_own_stamp():
+    from kinema4d_core.trajectory import JointTrajectory, sample_at
+    traj = JointTrajectory(("a", "b"), np.array([[0.0, 1.0], [1.0, 3.0], [3.0, 3.0]]), np.array([10.0, 11.0, 12.0]))
+    out = sample_at(traj, [10.25, 11.5, 12.0])
+    np.testing.assert_allclose(out.positions, [[0.25, 1.5], [2.0, 3.0], [3.0, 3.0]])
+    np.testing.assert_allclose(out.stamps, [10.25, 11.5, 12.0])
+
+
+def test_sample_at_refuses_frames_outside_the_joint_states():
+    from kinema4d_core.errors import InputError
+    from kinema4d_core.trajectory import JointTrajectory, sample_at
+    traj = JointTrajectory(("a",), np.array([[0.0], [1.0]]), np.array([0.0, 1.0]))
+    np.testing.assert_allclose(sample_at(traj, [1.01], max_extrapolation=0.02).positions, [[1.0]])
+    with pytest.raises(InputError, match="frame 1 .* outside the joint states"):
+        sample_at(traj, [0.5, 1.5], max_extrapolation=0.02)
+    with pytest.raises(InputError, match="no stamps"):
+        sample_at(JointTrajectory(("a",), np.zeros((2, 1))), [0.5])
+    with pytest.raises(InputError, match="not strictly increasing"):
+        sample_at(traj, [0.5, 0.4])
