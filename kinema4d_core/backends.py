@@ -14,53 +14,26 @@ Heavy imports (torch, diffusers) happen only when a model backend loads.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
 
 import numpy as np
 
 from kinema4d_core.errors import ConfigError, InputError, ResourceError
 from kinema4d_core.rollout import Rollout
+from kinema4d_core.types import Backend, CancelFn, Cancelled, GenerationRequest, ProgressFn  # noqa: F401 (re-exported)
 
-ProgressFn = Callable[[str, int, int], None]
-CancelFn = Callable[[], bool]
 DTYPES = ("bf16", "fp32")
 OFFLOADS = ("none", "model", "group")
 BACKENDS = ("kinema4d", "kinema4d-tiny", "static-scene")
-
-
-class Cancelled(Exception):
-    """Generation stopped because ``should_cancel()`` returned True (checked once per step)."""
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    first_frame: np.ndarray                  # (H, W, 3) uint8, the current world image
-    robot: Any                               # projection.RobotCondition (T frames at H x W)
-    first_depth: np.ndarray | None = None    # (H, W) float32 metres along the optical axis, or None
-    seed: int = 42
-    steps: int = 50
-    guidance: float = 5.0
-    guidance_mode: str = "faithful"
-
-
-class Backend(Protocol):
-    name: str
-
-    def generate(self, request: GenerationRequest, progress: ProgressFn | None = None,
-                 should_cancel: CancelFn | None = None) -> Rollout: ...
 
 
 # ----------------------------------------------------------------------------------- helpers
 def robot_pointmap01(robot) -> np.ndarray:
     """Robot pointmap normalized with the condition's own per-axis low/high: (T,H,W,3) in [0,1],
     0 outside the robot mask (the representation the model was trained on)."""
-    low = np.asarray(robot.normalization.low, dtype=np.float32)
-    high = np.asarray(robot.normalization.high, dtype=np.float32)
-    span = np.where(high - low > 1e-9, high - low, 1.0)
-    p01 = np.clip((np.asarray(robot.pointmap, dtype=np.float32) - low) / span, 0.0, 1.0)
-    return np.where(np.asarray(robot.mask, dtype=bool)[..., None], p01, 0.0).astype(np.float32)
+    from kinema4d_core.conditioning import apply_normalization
+
+    return apply_normalization(robot.pointmap, robot.normalization, np.asarray(robot.mask, dtype=bool))
 
 
 def check_request(request: GenerationRequest, *, num_frames: int | None = None,

@@ -24,9 +24,7 @@ from diffusers import DiffusionPipeline
 
 from kinema4d_core.conditioning import latent_mask, uniform_pointmap_image
 from kinema4d_core.model.config import MASK_CHANNELS, POINTMAP_LATENT_SCALE, POINTMAP_LATENT_SHIFT
-
-GUIDANCE_MODES = ("faithful", "single")
-ProgressFn = Callable[[str, int, int], None]
+from kinema4d_core.types import GUIDANCE_MODES, Cancelled, ProgressFn
 
 
 def latent_robot_mask(mask: np.ndarray) -> torch.Tensor:
@@ -174,8 +172,6 @@ class Kinema4DPipeline(DiffusionPipeline):
                  ) -> Kinema4DOutput:
         """Generate T frames. first_frame (H, W, 3) uint8; robot_pointmap01 (T, H, W, 3) in [0, 1]
         (0 outside the robot); robot_mask (T, H, W) bool; robot_rgb (T, H, W, 3) uint8 (rgb-pm)."""
-        from kinema4d_core.backends import Cancelled
-
         if guidance_mode not in GUIDANCE_MODES:
             raise ValueError(f"guidance_mode must be one of {GUIDANCE_MODES}, got {guidance_mode!r}")
         progress = progress or (lambda stage, step, total: None)
