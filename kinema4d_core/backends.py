@@ -223,6 +223,8 @@ class StaticSceneBackend:
 
     def generate(self, request: GenerationRequest, progress: ProgressFn | None = None,
                  should_cancel: CancelFn | None = None) -> Rollout:
+        from kinema4d_core.conditioning import apply_normalization
+
         check_request(request)
         robot = request.robot
         mask = np.asarray(robot.mask, dtype=bool)                      # (T, H, W)
@@ -243,9 +245,7 @@ class StaticSceneBackend:
             pointmap[t] = np.where(nearer[..., None], robot_pm[t], scene)
             if progress is not None:
                 progress("composite", t + 1, n)
-        low = np.asarray(robot.normalization.low, np.float32)
-        span = np.maximum(np.asarray(robot.normalization.high, np.float32) - low, 1e-9)
-        pm01 = np.clip((pointmap - low) / span, 0.0, 1.0)
+        pm01 = apply_normalization(pointmap, robot.normalization)
         meta = {"backend": self.name, "baseline": True, "seed": int(request.seed), "steps": 0,
                 "guidance": None, "guidance_mode": None, "checkpoint": None,
                 "description": "static-scene baseline: first frame repeated with the robot render composited in; "

@@ -20,6 +20,10 @@ from kinema4d_core.errors import InputError
 
 VAE_TEMPORAL = 4
 VAE_SPATIAL = 8
+#: metres: a per-axis span below this is degenerate (a flat axis) and is mapped with span 1 (to 0).
+#: Pointmaps are float32 metres, whose rounding step is 0.1-1 um at 1-8 m from the camera; dividing
+#: by a smaller span would stretch rounding noise over the whole [0, 1] range.
+MIN_SPAN_M = 1e-6
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,9 +44,10 @@ class Normalization:
 
     @property
     def span(self) -> np.ndarray:
-        """(3,) high - low, with degenerate (zero) spans replaced by 1 so the mapping stays invertible."""
+        """(3,) high - low, with degenerate spans (< ``MIN_SPAN_M``) replaced by 1 so the mapping stays
+        invertible (a flat axis maps to 0 and back to ``low``, within ``MIN_SPAN_M``)."""
         span = self.high - self.low
-        return np.where(span > 0, span, 1.0)
+        return np.where(span >= MIN_SPAN_M, span, 1.0)
 
 
 def _check_pointmap(pointmap: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -69,9 +74,24 @@ def normalize_pointmap(pointmap: np.ndarray, mask: np.ndarray) -> tuple[np.ndarr
     if not np.all(np.isfinite(pts)):
         raise InputError("contains NaN or infinity at robot pixels", field="pointmap", fix="render it again")
     norm = Normalization(low=pts.min(axis=0), high=pts.max(axis=0))
-    out = np.zeros(p.shape, dtype=np.float32)
-    out[m] = ((pts - norm.low) / norm.span).astype(np.float32)
-    return out, norm
+    return apply_normalization(p, norm, m), norm
+
+
+def apply_normalization(pointmap: np.ndarray, norm: Normalization, mask: np.ndarray | None = None) -> np.ndarray:
+    """THE pointmap normalization: metres -> [0,1] per axis, ``(p - norm.low) / norm.span``, clipped.
+
+    With ``mask`` (..., H, W) bool: 0 outside it (the robot condition the model was trained on).
+    Without: every pixel is mapped (points outside the extrema clip to 0/1; NaN stays NaN), as the
+    static-scene baseline maps its world pointmap. Returns float32 of the pointmap's shape.
+    """
+    p = np.asarray(pointmap)
+    if p.shape[-1:] != (3,):
+        raise InputError(f"must be (..., 3), got {p.shape}", field="pointmap", fix="pass XYZ per pixel")
+    out = np.clip((p.astype(np.float64) - norm.low) / norm.span, 0.0, 1.0)
+    if mask is not None:
+        _, m = _check_pointmap(p, mask)
+        out = np.where(m[..., None], out, 0.0)
+    return out.astype(np.float32)
 
 
 def denormalize_pointmap(pointmap01: np.ndarray, norm: Normalization, mask: np.ndarray | None = None) -> np.ndarray:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from kinema4d_core.camera import CameraModel
-from kinema4d_core.conditioning import Normalization, normalize_pointmap, pointmap_to_rgb
+from kinema4d_core.conditioning import Normalization, apply_normalization, normalize_pointmap, pointmap_to_rgb
 from kinema4d_core.errors import InputError
 from kinema4d_core.io import StagedOutput, write_mp4, write_npz
 from kinema4d_core.mesh import LinkMesh
@@ -64,10 +64,7 @@ class RobotCondition:
 
     def normalized_pointmap(self) -> np.ndarray:
         """(T,H,W,3) float32 in [0,1] on robot pixels, 0 elsewhere."""
-        out = np.zeros(self.pointmap.shape, np.float32)
-        m = self.mask
-        out[m] = ((self.pointmap[m] - self.normalization.low) / self.normalization.span).astype(np.float32)
-        return out
+        return apply_normalization(self.pointmap, self.normalization, self.mask)
 
 
 _RENDERER_CACHE: list[tuple[CameraModel, tuple[LinkMesh, ...], bool, RobotRenderer]] = []

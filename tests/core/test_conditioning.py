@@ -117,3 +117,65 @@ def test_uniform_pointmap_image_axes_and_range():
     assert np.allclose(img[:, 5, 2], uniform_z(np.arange(6) / 5))
     assert uniform_z(0.25) == pytest.approx(0.5)
     assert img.min() >= -1 and img.max() <= 1
+
+
+# ---- one normalization rule (apply_normalization) ----------------------------------------------
+
+def _condition_like(pm, mask):
+    """What the backends read from a projection.RobotCondition."""
+    from types import SimpleNamespace
+
+    _, norm = normalize_pointmap(pm, mask)
+    return SimpleNamespace(pointmap=pm, mask=mask, normalization=norm, rgb=None)
+
+
+def test_every_caller_normalizes_the_robot_pointmap_identically():
+    from kinema4d_core.backends import robot_pointmap01
+    from kinema4d_core.conditioning import apply_normalization
+    from kinema4d_core.projection import RobotCondition
+
+    rng = np.random.default_rng(3)
+    pm = rng.uniform(0.2, 1.5, (3, 6, 8, 3)).astype(np.float32)
+    mask = rng.random((3, 6, 8)) < 0.5
+    out, norm = normalize_pointmap(pm, mask)
+    cond = RobotCondition(pointmap=pm, depth=pm[..., 2], mask=mask, link_id=np.zeros(mask.shape, np.int16),
+                          rgb=np.zeros(pm.shape, np.uint8), joint_positions=np.zeros((3, 1)), joint_names=("j",),
+                          K=np.eye(3), T_base_camera=np.eye(4), normalization=norm)
+    assert np.array_equal(cond.normalized_pointmap(), out)
+    assert np.array_equal(robot_pointmap01(cond), out)
+    assert np.array_equal(apply_normalization(pm, norm, mask), out)
+
+
+def test_an_axis_flatter_than_a_micrometre_maps_to_zero_and_back():
+    """Spans below MIN_SPAN_M (1 um: float32 rounding of metres) are degenerate: span 1, not 1e-9.
+    (The static-scene baseline used max(span, 1e-9), which stretched rounding noise to 0..1.)"""
+    from kinema4d_core.conditioning import MIN_SPAN_M, apply_normalization
+
+    pm = np.zeros((2, 4, 4, 3), np.float32)
+    pm[..., 0] = np.linspace(0.1, 0.9, 16).reshape(4, 4)
+    pm[..., 1] = 0.5
+    pm[..., 2] = 1.0
+    pm[1, 0, 0, 2] += 2e-7                      # float32 rounding-level jitter on a flat axis
+    mask = np.ones((2, 4, 4), bool)
+    out, norm = normalize_pointmap(pm, mask)
+    assert norm.high[2] - norm.low[2] < MIN_SPAN_M
+    assert np.all(out[..., 1] == 0.0) and np.all(out[..., 2] <= MIN_SPAN_M)   # jitter is not stretched to 1
+    assert np.allclose(denormalize_pointmap(out, norm, mask), pm, atol=MIN_SPAN_M)
+    world = np.full((4, 4, 3), np.nan, np.float32)  # the baseline maps world points without a mask
+    world[0, 0] = (5.0, 0.5, 1.0)
+    w01 = apply_normalization(world, norm)
+    assert np.all(np.isnan(w01[1:])) and np.allclose(w01[0, 0], (1.0, 0.0, 0.0))
+
+
+def test_static_scene_robot_pixels_use_the_model_normalization():
+    from kinema4d_core.backends import StaticSceneBackend, robot_pointmap01
+    from kinema4d_core.types import GenerationRequest
+
+    rng = np.random.default_rng(5)
+    pm = rng.uniform(0.3, 1.2, (3, 6, 8, 3)).astype(np.float32)
+    pm[..., 2] = 1.0                             # a flat axis
+    mask = rng.random((3, 6, 8)) < 0.5
+    cond = _condition_like(pm, mask)
+    cond.K, cond.T_base_camera = np.array([[8.0, 0, 4], [0, 8, 3], [0, 0, 1]]), np.eye(4)
+    roll = StaticSceneBackend().generate(GenerationRequest(first_frame=np.zeros((6, 8, 3), np.uint8), robot=cond))
+    assert np.array_equal(roll.pointmap_normalized[mask], robot_pointmap01(cond)[mask])
