@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from kinema4d_core.errors import ConfigError, InputError, ResourceError
+from kinema4d_core.registry import BackendOption, BackendSpec, backend_spec, register_backend
 from kinema4d_core.rollout import Rollout
 from kinema4d_core.types import Backend, CancelFn, Cancelled, GenerationRequest, ProgressFn  # noqa: F401 (re-exported)
 
@@ -258,39 +260,56 @@ class StaticSceneBackend:
                        T_base_camera=np.asarray(robot.T_base_camera, np.float64), metadata=meta)
 
 
+# ------------------------------------------------------------------------------------ registry
+_MODEL_OPTIONS = (
+    BackendOption("variant", str, "rgb-pm", "robot condition: rgb-pm (robot RGB + pointmap) or pm (pointmap only, "
+                  "real robots)", choices=("rgb-pm", "pm")),
+    BackendOption("dtype", str, "bf16", "transformer dtype", choices=DTYPES),
+    BackendOption("offload", str, "none", "CPU offload: model (whole components) or group (transformer block by "
+                  "block)", choices=OFFLOADS),
+    BackendOption("batch_passes", bool, True, "run the two guidance passes as one batch"),
+    BackendOption("vae_tiling", bool, False, "encode/decode the VAE in tiles (less memory)"),
+    BackendOption("compile", bool, False, "torch.compile the repeated transformer blocks"),
+)
+
+
+def _with_default(option: BackendOption, default: Any) -> BackendOption:
+    return BackendOption(option.name, option.type, default, option.help, option.choices, option.required,
+                         option.flag, option.param)
+
+
+register_backend(BackendSpec(
+    name="kinema4d", summary="model: Kinema4D checkpoint", factory=Kinema4DBackend, fixed_geometry=True,
+    default_steps=50,
+    options=(BackendOption("base", Path, None, "Wan2.1-I2V-14B-480P-Diffusers folder", required=True,
+                           param="base_path"),
+             BackendOption("checkpoint", Path, None, "Kinema4D folder (kinema4d_ckpt / kinema4d_pmcond_ckpt, "
+                           "or their parent)", required=True, param="checkpoint_path"),
+             BackendOption("device", str, "cuda", "torch device: cuda, cuda:N or cpu"),
+             *_MODEL_OPTIONS)))
+register_backend(BackendSpec(
+    name="kinema4d-tiny", summary="reference: tiny preset, random untrained weights (machinery check, not a model)",
+    factory=TinyBackend, fixed_geometry=True, default_steps=2,
+    options=(BackendOption("checkpoint_dir", Path, None, "a `make-tiny-checkpoint` folder (none: random weights "
+                           "built in memory)", flag="checkpoint", param="checkpoint_path"),
+             BackendOption("seed", int, 0, "seed of the random tiny weights (without a folder)", flag="weights-seed",
+                           param="weights_seed"),
+             _with_default(_MODEL_OPTIONS[0], "rgb-pm"),
+             BackendOption("device", str, "cpu", "torch device: cuda, cuda:N or cpu"),
+             _with_default(_MODEL_OPTIONS[1], "fp32"), *_MODEL_OPTIONS[2:])))
+register_backend(BackendSpec(
+    name="static-scene", summary="baseline: no environment dynamics (first frame + robot render)",
+    factory=StaticSceneBackend, is_baseline=True, default_steps=0))
+
+
 def backend_option_names(name: str) -> tuple[str, ...]:
     """The keyword options ``make_backend(name, ...)`` accepts (ConfigError for an unknown name)."""
-    import inspect
-
-    def params(cls) -> list[str]:
-        return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "options")]
-
-    if name == "kinema4d":
-        return tuple(params(Kinema4DBackend))
-    if name == "kinema4d-tiny":   # its own options + the model options it passes on (not the paths)
-        own = params(TinyBackend)
-        return tuple(own + [p for p in params(Kinema4DBackend)
-                            if p not in own and p not in ("base", "checkpoint", "weights_note")])
-    if name == "static-scene":
-        return ()
-    raise ConfigError(f"unknown backend {name!r}", field="backend", fix=f"use one of {BACKENDS}")
+    return backend_spec(name).option_names
 
 
 def make_backend(name: str, **options) -> Backend:
     """``kinema4d`` (base=, checkpoint=, variant=, device=, dtype=, offload=, ...),
-    ``kinema4d-tiny`` (checkpoint_dir=None, variant=, seed=, ...), ``static-scene`` (no options).
-    ConfigError for an unknown name or an option the backend does not take."""
-    allowed = backend_option_names(name)
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ConfigError(f"{name} does not take the options {unknown}", field="backend",
-                          fix=f"{name} takes {list(allowed)}" if allowed else f"{name} takes no options")
-    if name == "kinema4d":
-        missing = [k for k in ("base", "checkpoint") if not options.get(k)]
-        if missing:
-            raise ConfigError(f"backend kinema4d needs {missing}", field="backend",
-                              fix="pass --base WAN_DIR and --checkpoint CKPT_DIR (or use --backend static-scene)")
-        return Kinema4DBackend(options.pop("base"), options.pop("checkpoint"), **options)
-    if name == "kinema4d-tiny":
-        return TinyBackend(**options)
-    return StaticSceneBackend()
+    ``kinema4d-tiny`` (checkpoint_dir=None, variant=, seed=, ...), ``static-scene`` (no options),
+    or any other registered backend (``kinema4d_core.registry``). ConfigError for an unknown
+    name, an option the backend does not take or a missing required one."""
+    return backend_spec(name).load(**options)

@@ -774,13 +774,17 @@ SIM_EPISODES_DIR = "sim_episodes"
 BACKENDS_DIR = "backends"
 COMPARISON = "comparison"
 
-#: what each backend is, as the comparison table says it
-BACKEND_ROLES = {
-    "static-scene": "baseline: no environment dynamics (first frame + robot render)",
-    "kinema4d-tiny": "reference: tiny preset, random untrained weights (machinery check, not a model)",
-    "kinema4d": "model: Kinema4D checkpoint",
-}
-BASELINES = ("static-scene",)
+def _role(name: str) -> str:
+    """What a backend is, as the comparison table says it (the registry's summary)."""
+    from kinema4d_core.registry import backend_spec
+
+    return backend_spec(name).summary
+
+
+def _is_baseline(name: str) -> bool:
+    from kinema4d_core.registry import backend_spec
+
+    return backend_spec(name).is_baseline
 
 
 def sim_success_criteria(tasks: Sequence[str], config: Any = None) -> dict[str, SuccessCriteria]:
@@ -836,8 +840,10 @@ def benchmark_size(cfg: BenchmarkConfig) -> tuple[tuple[int, int], dict[str, str
     """
     sizes: dict[str, tuple[int, int]] = {}
     unavailable: dict[str, str] = {}
+    from kinema4d_core.registry import backend_spec
+
     for name, options in cfg.backends:
-        if name == "static-scene":
+        if not backend_spec(name).fixed_geometry:
             continue
         try:
             sizes[name] = tuple(int(v) for v in _backend(name, options).size)  # type: ignore[assignment]
@@ -938,7 +944,7 @@ def run_backend_comparison(out_dir: str | Path, cfg: BenchmarkConfig, *, progres
                               n_frames=cfg.n_frames, seed=cfg.seed, steps=cfg.steps, write_bag=False)
         report = run_batch(jobs, bdir, lambda job, d: process_recorded_sim_job(job, d, episodes_dir, pcfg, camera),
                            retry_failed=cfg.retry_failed, progress=progress,
-                           extra_report={"backend": name, "role": BACKEND_ROLES.get(name, ""),
+                           extra_report={"backend": name, "role": _role(name),
                                          "size": list(size), "frames": cfg.n_frames, "steps": cfg.steps})
         _CACHE.pop(("backend", name, options), None)  # free a model's weights before the next backend
         evaluation = evaluate_directory(bdir, None, with_lpips=cfg.with_lpips, criteria_by_scenario=criteria)
@@ -970,9 +976,9 @@ def comparison_table(results: dict[str, Any], episodes_report: dict[str, Any], c
     rows: list[dict[str, Any]] = []
     for name, _ in cfg.backends:
         res = results.get(name, {})
-        role = BACKEND_ROLES.get(name, "")
+        role = _role(name)
         if "unavailable" in res:
-            rows.append({"backend": name, "baseline": name in BASELINES, "role": role, "task": "all",
+            rows.append({"backend": name, "baseline": _is_baseline(name), "role": role, "task": "all",
                          "unavailable": res["unavailable"]})
             continue
         markers = {e["name"]: e for e in res["report"]["episodes"]}
@@ -986,7 +992,7 @@ def comparison_table(results: dict[str, Any], episodes_report: dict[str, Any], c
             kd, nd = _rate(e.get("gt_detected_success") for e in ev)
             gt, sim = (kg / ng if ng else None), (ks / ns if ns else None)
             row: dict[str, Any] = {
-                "backend": name, "baseline": name in BASELINES, "role": role, "task": task,
+                "backend": name, "baseline": _is_baseline(name), "role": role, "task": task,
                 "episodes": len(names), "ok": len(ok),
                 "failed": {n: markers[n].get("reason") for n in names
                            if markers.get(n, {}).get("status") not in ("ok", None)},
@@ -1002,7 +1008,7 @@ def comparison_table(results: dict[str, Any], episodes_report: dict[str, Any], c
     rec_ok = [e for e in rec.values() if e.get("status") == "ok"]
     return {"episodes_per_task": cfg.n, "tasks": list(cfg.tasks), "policy": "scripted", "frames": cfg.n_frames,
             "size": list(size), "steps": cfg.steps, "seed": cfg.seed,
-            "backends": [{"name": n, "baseline": n in BASELINES, "role": BACKEND_ROLES.get(n, "")}
+            "backends": [{"name": n, "baseline": _is_baseline(n), "role": _role(n)}
                          for n, _ in cfg.backends],
             "sim_episodes": {"ok": len(rec_ok), "total": len(rec),
                              "seconds_per_episode": _mean(e.get("seconds") for e in rec_ok),

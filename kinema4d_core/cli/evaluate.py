@@ -100,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from kinema4d_core.backends import BACKENDS
     from kinema4d_core.evaluation import BenchmarkConfig, run_backend_comparison
+    from kinema4d_core.registry import backend_names, backend_spec, options_from_args
 
     if args.sim_benchmark is None:
         raise InputError("--backends compares backends on simulated episodes", field="--backends",
@@ -110,13 +110,16 @@ def _compare(args: argparse.Namespace) -> int:
         raise InputError("--task/--robo4d do not apply to a comparison (each sim task has its own criterion)",
                          field="--backends", fix="drop --task/--robo4d")
     names = [n.strip() for n in args.backends.split(",") if n.strip()]
-    unknown = [n for n in names if n not in BACKENDS]
+    unknown = [n for n in names if n not in backend_names()]
     if not names or unknown or len(set(names)) != len(names):
         raise InputError(f"{args.backends!r}", field="--backends",
-                         fix=f"a comma-separated list of distinct backends from {list(BACKENDS)}")
-    if "kinema4d" in names and not (args.base and args.checkpoint):
-        raise InputError("backend kinema4d needs the model", field="--backends",
-                         fix="pass --base WAN_DIR --checkpoint CKPT_DIR, or leave kinema4d out")
+                         fix=f"a comma-separated list of distinct backends from {list(backend_names())}")
+    for name in names:
+        taken, _ = options_from_args(args, name)
+        missing = backend_spec(name).missing(taken)
+        if missing:
+            raise InputError(f"backend {name} needs the model", field="--backends",
+                             fix=f"pass {' '.join('--' + o.cli_flag for o in missing)}, or leave {name} out")
     backends = tuple((n, backend_options(args, n)) for n in names)   # the options each backend takes
     cfg = BenchmarkConfig(n=args.sim_benchmark, tasks=tuple(args.tasks), backends=backends,
                           size=tuple(args.size) if args.size else None, n_frames=args.frames, seed=args.seed,

@@ -17,45 +17,41 @@ from kinema4d_core.errors import InputError
 
 
 def add_backend_args(p: argparse.ArgumentParser) -> None:
-    """Backend options shared by replay and evaluate --sim-benchmark."""
-    p.add_argument("--backend", default="static-scene", choices=["static-scene", "kinema4d-tiny", "kinema4d"],
-                   help="simulator backend (default: static-scene baseline)")
-    p.add_argument("--base", help="kinema4d: Wan2.1 base model folder")
-    p.add_argument("--checkpoint", help="kinema4d: Kinema4D checkpoint folder")
-    p.add_argument("--variant", choices=["rgb-pm", "pm"],
-                   help="model backends: rgb-pm (robot RGB + pointmap) or pm (pointmap only)")
-    p.add_argument("--device", help="torch device for the model backends (e.g. cuda, cpu)")
+    """Backend options shared by replay and evaluate: ``--backend`` and every registered backend
+    option (``kinema4d_core.registry``), plus the sampling flags."""
+    from kinema4d_core.registry import add_backend_arguments
+
+    add_backend_arguments(p, default="static-scene")
     p.add_argument("--frames", type=int, default=49, help="frames per episode the model generates (default 49)")
     p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
     p.add_argument("--seed", type=int, default=42, help="sampling seed (default 42)")
 
 
 def backend_options(args: argparse.Namespace, backend: str | None = None) -> tuple[tuple[str, object], ...]:
-    """The model options that were given, as a hashable tuple for make_backend(**options); with
-    ``backend``, only those that backend takes."""
-    keys = ("base", "checkpoint", "variant", "device")
-    given = tuple((k, getattr(args, k)) for k in keys if getattr(args, k, None) is not None)
-    if backend is None:
-        return given
-    from kinema4d_core.backends import backend_option_names
+    """The options of ``backend`` (default ``args.backend``) that were given, as a sorted hashable
+    tuple for make_backend(**options)."""
+    from kinema4d_core.registry import options_from_args
 
-    allowed = backend_option_names(backend)
-    return tuple((k, v) for k, v in given if k in allowed)
+    taken, _ = options_from_args(args, backend or args.backend)
+    return tuple(sorted((k, str(v) if isinstance(v, Path) else v) for k, v in taken.items()))
 
 
-def check_backend_args(args: argparse.Namespace) -> None:
-    """Refuse, before any episode runs, options that ``--backend`` does not take and a kinema4d
-    backend without its model folders (otherwise every episode would fail with the same error)."""
-    given = [k for k, _ in backend_options(args)]
-    usable = [k for k, _ in backend_options(args, args.backend)]
-    ignored = [k for k in given if k not in usable]
+def check_backend_args(args: argparse.Namespace, backend: str | None = None) -> None:
+    """Refuse, before any episode runs, options that the backend does not take and a backend
+    without its required options (otherwise every episode would fail with the same error)."""
+    from kinema4d_core.registry import backend_spec, options_from_args
+
+    name = backend or args.backend
+    taken, ignored = options_from_args(args, name)
     if ignored:
         flags = ", ".join("--" + k for k in ignored)
-        raise InputError(f"{flags} {'does' if len(ignored) == 1 else 'do'} not apply to --backend {args.backend}",
+        raise InputError(f"{flags} {'does' if len(ignored) == 1 else 'do'} not apply to --backend {name}",
                          field="--backend", fix=f"drop {flags} or pick a backend that takes it")
-    if args.backend == "kinema4d" and not (args.base and args.checkpoint):
-        raise InputError("backend kinema4d needs the model", field="--backend",
-                         fix="pass --base WAN_DIR --checkpoint CKPT_DIR, or use --backend static-scene")
+    missing = backend_spec(name).missing(taken)
+    if missing:
+        flags = " ".join(f"--{o.cli_flag} {o.name.upper()}" for o in missing)
+        raise InputError(f"backend {name} needs the model", field="--backend",
+                         fix=f"pass {flags}, or use --backend static-scene")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -13,8 +13,6 @@ import numpy as np
 
 from kinema4d_core.errors import InputError
 
-DTYPE_CHOICES = {"bf16": "bf16", "fp32": "fp32"}
-
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("simulate", help="generate a 4D rollout (RGB + metric pointmap) for a robot trajectory",
@@ -22,25 +20,16 @@ def register(subparsers) -> None:
     p.add_argument("--first-frame", type=Path, required=True, metavar="IMG", help="current camera image (png/jpg)")
     p.add_argument("--robot", type=Path, required=True, metavar="DIR", help="output folder of `kinema4d project`")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="rollout output folder")
-    p.add_argument("--backend", choices=("kinema4d", "static-scene"), default="kinema4d",
-                   help="kinema4d (needs --base/--checkpoint) or the static-scene BASELINE (no dynamics)")
-    p.add_argument("--base", type=Path, metavar="WAN_DIR", help="Wan2.1-I2V-14B-480P-Diffusers folder")
-    p.add_argument("--checkpoint", type=Path, metavar="CKPT_DIR",
-                   help="Kinema4D folder (kinema4d_ckpt / kinema4d_pmcond_ckpt, or their parent)")
-    p.add_argument("--variant", choices=("rgb-pm", "pm"), default="rgb-pm",
-                   help="robot condition: rgb-pm (robot RGB + pointmap) or pm (pointmap only, real robots)")
+    from kinema4d_core.registry import add_backend_arguments
+
+    add_backend_arguments(p, default="kinema4d")
     p.add_argument("--steps", type=int, default=50, help="denoising steps (default 50)")
     p.add_argument("--guidance", type=float, default=5.0, help="guidance scale (default 5.0)")
     p.add_argument("--guidance-mode", choices=("faithful", "single"), default="faithful",
                    help="faithful: released numerics (2 passes, batched); single: one pass, half the compute")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--device", default="cuda", help="cuda (default) or cpu (tiny preset)")
-    p.add_argument("--offload", choices=("none", "model", "group"), default="none",
-                   help="CPU offload: model (whole components) or group (transformer block by block)")
-    p.add_argument("--dtype", choices=tuple(DTYPE_CHOICES), default="bf16", help="transformer dtype")
     p.add_argument("--first-depth", type=Path, metavar="NPY",
                    help="static-scene only: (H, W) float depth in metres for the first frame")
-    p.add_argument("--vae-tiling", action="store_true", help="decode/encode the VAE in tiles (less memory)")
     p.add_argument("--no-points", action="store_true", help="skip the per-frame PLY export")
     p.set_defaults(func=run)
 
@@ -80,31 +69,30 @@ def read_depth(path: Path) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kinema4d_core.backends import GenerationRequest, check_request, make_backend
+    from kinema4d_core.backends import GenerationRequest, check_request
+    from kinema4d_core.cli.replay import backend_options, check_backend_args
     from kinema4d_core.projection import load_robot_condition
+    from kinema4d_core.registry import backend_spec
     from kinema4d_core.rollout import save_rollout
 
     if args.steps < 1:
         raise InputError(f"must be >= 1, got {args.steps}", field="--steps")
+    check_backend_args(args)
+    spec = backend_spec(args.backend)
     image = read_image(args.first_frame)
     if not args.robot.is_dir():
         raise InputError(f"{args.robot} does not exist", field="--robot", fix="run `kinema4d project` first")
     robot = load_robot_condition(args.robot)
     depth = None
     if args.first_depth is not None:
-        if args.backend != "static-scene":
+        if not spec.is_baseline:
             raise InputError("only the static-scene baseline uses a depth image", field="--first-depth")
         depth = read_depth(args.first_depth)
     request = GenerationRequest(first_frame=image, robot=robot, first_depth=depth, seed=args.seed, steps=args.steps,
                                 guidance=args.guidance, guidance_mode=args.guidance_mode)
-    if args.backend == "static-scene":
-        backend = make_backend("static-scene")
-        check_request(request)
-    else:
-        backend = make_backend("kinema4d", base=args.base, checkpoint=args.checkpoint, variant=args.variant,
-                               device=args.device, dtype=DTYPE_CHOICES[args.dtype], offload=args.offload,
-                               vae_tiling=args.vae_tiling)
-        check_request(request, num_frames=backend.num_frames, size=backend.size)   # before any weights load
+    backend = spec.load(**dict(backend_options(args)))
+    frames, size = spec.geometry(backend)
+    check_request(request, num_frames=frames, size=size)   # before any weights load
     rollout = generate_with_progress(backend, request)
     save_rollout(rollout, args.out, points=not args.no_points)
     residual = rollout.metric_fit_residual

@@ -18,9 +18,17 @@ from pathlib import Path
 from typing import Mapping
 
 from kinema4d_core.errors import ConfigError
+from kinema4d_core.registry import backend_names, backend_spec, node_parameters, options_from_params
 
 MODES = ("sim", "real", "replay")
 PACKAGE = "kinema4d_ros"
+#: backend options (kinema4d_core.registry) passed through to the inference node as parameters
+BACKEND_PARAMS = ("base_path", "checkpoint_path", "variant", "device", "dtype")
+
+
+def _backend_param_help(name: str) -> str:
+    help_, users = node_parameters()[name]
+    return f"{help_[:1].upper()}{help_[1:]} (backend {users}; empty: backend default)."
 
 
 @dataclass(frozen=True)
@@ -34,12 +42,8 @@ class Argument:
 ARGUMENTS: tuple[Argument, ...] = (
     Argument("robot", "panda", "Robot config name (urdf/<name>.yaml) or robot yaml path."),
     Argument("calibration", "", "Camera calibration yaml (empty: calibration/sim_camera.yaml for sim)."),
-    Argument("backend", "static-scene", "Generation backend: kinema4d | kinema4d-tiny | static-scene."),
-    Argument("base_path", "", "Wan2.1 I2V base folder (backend kinema4d)."),
-    Argument("checkpoint_path", "", "Kinema4D checkpoint folder (backend kinema4d)."),
-    Argument("variant", "", "Checkpoint variant rgb-pm | pm (empty: backend default)."),
-    Argument("device", "", "cuda | cuda:N | cpu (empty: backend default)."),
-    Argument("dtype", "", "bf16 | fp32 (empty: backend default)."),
+    Argument("backend", "static-scene", "Generation backend: " + " | ".join(backend_names()) + "."),
+    *(Argument(name, "", _backend_param_help(name)) for name in BACKEND_PARAMS),
     Argument("output_root", "runs", "Folder receiving one run folder per simulation."),
     Argument("use_sim_time", "false", "Use /clock (true for replay; optional for sim)."),
     Argument("rviz", "false", "Start RViz2 with config/kinema4d.rviz (launch files only)."),
@@ -161,7 +165,7 @@ def nodes_for(mode: str, args: Mapping[str, str] | None = None) -> list[NodeSpec
             ("camera/depth/image_raw", a["depth_topic"]), ("camera/camera_info", a["camera_info_topic"]))
             if src != dst)
     inference = {**common, **robot_cal, "backend": a["backend"], "output_root": a["output_root"]}
-    for key in ("base_path", "checkpoint_path", "variant", "device", "dtype"):
+    for key in BACKEND_PARAMS:
         if a[key]:
             inference[key] = a[key]
     nodes: list[NodeSpec] = []
@@ -199,6 +203,11 @@ def check_args(mode: str, args: Mapping[str, str]) -> None:
                           fix="pass an existing calibration yaml")
     if mode == "replay" and not (a["bag"] and Path(a["bag"]).exists()):
         raise ConfigError(f"bag '{a['bag']}' does not exist", field="bag", fix="pass --bag PATH to a rosbag2 bag")
-    if a["backend"] == "kinema4d" and not (a["base_path"] and a["checkpoint_path"]):
-        raise ConfigError("backend kinema4d needs base_path and checkpoint_path", field="backend",
-                          fix="pass --base-path and --checkpoint-path, or --backend static-scene")
+    if a["backend"] not in backend_names():
+        raise ConfigError(f"unknown backend {a['backend']!r}", field="backend", fix=f"use one of {list(backend_names())}")
+    spec = backend_spec(a["backend"])
+    missing = spec.missing(options_from_params(spec.name, a))
+    if missing:
+        names = [o.param_name for o in missing]
+        raise ConfigError(f"backend {spec.name} needs {' and '.join(names)}", field="backend",
+                          fix=f"pass {' and '.join('--' + n.replace('_', '-') for n in names)}, or --backend static-scene")

@@ -68,7 +68,9 @@ from kinema4d_ros.diagnostics import Health, steady_timer
 from kinema4d_ros.node_main import run_node
 from kinema4d_ros.params import ParamSpec, declare_params, optional_calibration
 
-BACKENDS = ("static-scene", "kinema4d-tiny", "kinema4d")
+from kinema4d_core.registry import backend_names, backend_spec, options_from_params
+
+BACKENDS = backend_names()
 
 PARAMS = (
     ParamSpec("robot", "panda", "Robot config name (urdf/<name>.yaml) or path to a robot yaml.", read_only=True),
@@ -170,18 +172,8 @@ class InferenceNode(Node):
     def _make_backend(self):
         from kinema4d_core.backends import make_backend
 
-        name, p = self.p["backend"], self.p
-        opts: dict[str, Any] = {}
-        if name == "kinema4d":
-            opts = {"base": p["base_path"], "checkpoint": p["checkpoint_path"]}
-        elif name == "kinema4d-tiny" and p["checkpoint_path"]:
-            opts = {"checkpoint_dir": p["checkpoint_path"]}
-        if name != "static-scene":
-            for key in ("variant", "device", "dtype", "offload"):
-                if p[key] and not (name == "kinema4d-tiny" and key == "offload"):
-                    opts[key] = p[key]
-            if name == "kinema4d-tiny":
-                opts.setdefault("device", "cpu")
+        name = self.p["backend"]
+        opts = options_from_params(name, self.p)    # "" parameters: the backend's own default
         started = time.perf_counter()
         backend = make_backend(name, **opts)
         load = getattr(backend, "load", None)
