@@ -26,6 +26,7 @@ import numpy as np
 
 from kinema4d_core.errors import InputError, Kinema4DError
 from kinema4d_core.io import write_npz, write_text
+from kinema4d_core.service import LIMIT_SLACK, clip_to_limits  # noqa: F401 (re-exported: the service's rule)
 
 log = logging.getLogger("kinema4d.evaluation")
 
@@ -391,7 +392,8 @@ class PipelineConfig:
     """What every episode of a replay/evaluation batch shares.
 
     backend_options are passed to ``make_backend``; ``n_frames`` is the model's sequence length
-    (49 for Kinema4D); ``write_bag`` writes the rollout as a bag (``storage``) beside it.
+    (49 for Kinema4D); ``write_bag`` writes the rollout as a bag (``storage``) beside it;
+    ``rescale_to_stream`` accepts camera images of another size than the calibration (K rescaled).
     """
 
     robot: str
@@ -403,6 +405,7 @@ class PipelineConfig:
     steps: int = 50
     write_bag: bool = True
     bag_storage: str = "mcap"
+    rescale_to_stream: bool = False
 
 
 _CACHE: dict[Any, Any] = {}
@@ -416,79 +419,60 @@ def _cached(key: Any, make: Callable[[], Any]) -> Any:
     return _CACHE[key]
 
 
-LIMIT_SLACK = 0.01  # rad or m: measured joint states may overshoot the URDF limits by this much
+def simulate_sensor_episode(episode: Any, cfg: PipelineConfig, job_dir: Path, camera: Any = None, *,
+                            trajectory: Any = None, stream_K: np.ndarray | None = None,
+                            max_extrapolation: float = 0.0) -> dict[str, Any]:
+    """Run ``service.simulate_episode`` for one ``episodes.SensorEpisode`` and write its outputs.
 
-
-def clip_to_limits(robot: Any, names: Sequence[str], positions: np.ndarray,
-                   slack: float = LIMIT_SLACK) -> tuple[np.ndarray, int]:
-    """Clip measured positions (T,N) that overshoot the robot's limits by at most ``slack``
-    (encoder noise, a gripper squeezing past zero); larger violations are left for the
-    trajectory check to report. Returns (positions, number of clipped values)."""
-    q = np.array(positions, np.float64, copy=True)
-    index = {n: i for i, n in enumerate(robot.joint_names)}
-    clipped = 0
-    for col, name in enumerate(names):
-        if name not in index:
-            continue
-        lo, hi = float(robot.lower[index[name]]), float(robot.upper[index[name]])
-        v = q[:, col]
-        near = ((v < lo) & (v >= lo - slack)) | ((v > hi) & (v <= hi + slack))
-        clipped += int(near.sum())
-        q[:, col] = np.where(near, np.clip(v, lo, hi), v)
-    return q, clipped
-
-
-def simulate_sensor_episode(episode: Any, cfg: PipelineConfig, job_dir: Path, camera: Any = None) -> dict[str, Any]:
-    """Run robot pointmap -> backend -> outputs for one ``episodes.SensorEpisode``.
-
+    The robot is rendered at the joint state interpolated at each selected frame's stamp, from
+    ``trajectory`` (the whole joint stream, a ``JointTrajectory`` with stamps; default: the
+    episode's joint states at its frames). ``stream_K``: the recording's CameraInfo intrinsics,
+    checked against the calibration (``cfg.rescale_to_stream`` allows another image size).
     Writes ``job_dir/rollout.npz`` (+ videos, via rollout.save_rollout), ``ground_truth.npz``
-    (recorded rgb resized to the camera, depth if recorded, robot mask, K, T_base_camera, stamps)
-    and, with ``cfg.write_bag``, ``job_dir/rollout_bag``. Returns a summary for the report.
-    camera: a CameraModel to use instead of loading ``cfg.calibration``.
+    (recorded rgb and depth at the stream size with that camera's K, the robot mask at the
+    generated size, T_base_camera, frame stamps) and, with ``cfg.write_bag``, ``job_dir/rollout_bag``.
+    Returns a summary for the report. camera: a CameraModel to use instead of loading
+    ``cfg.calibration``.
     """
-    import cv2
-
-    from kinema4d_core.backends import GenerationRequest, make_backend
+    from kinema4d_core.backends import make_backend
     from kinema4d_core.camera import load_calibration
     from kinema4d_core.io import StagedOutput
-    from kinema4d_core.projection import check_camera_frame, project_trajectory
     from kinema4d_core.robot import load_robot
     from kinema4d_core.rollout import save_rollout
-    from kinema4d_core.trajectory import from_positions
+    from kinema4d_core.service import EpisodeRequest, prepare_episode, simulate_episode
+    from kinema4d_core.trajectory import JointTrajectory
 
     robot = _cached(("robot", cfg.robot), lambda: load_robot(cfg.robot))
     if camera is None:
         camera = _cached(("camera", cfg.calibration), lambda: load_calibration(cfg.calibration))
-        check_camera_frame(camera, robot, source=str(cfg.calibration))
     backend = _cached(("backend", cfg.backend, cfg.backend_options),
                       lambda: make_backend(cfg.backend, **dict(cfg.backend_options)))
     rgb = np.asarray(episode.rgb)
-    resized = rgb.shape[1:3] != (camera.height, camera.width)
-    if resized:
-        rgb = np.stack([cv2.resize(f, (camera.width, camera.height), interpolation=cv2.INTER_AREA) for f in rgb])
     depth = episode.depth
-    if depth is not None and depth.shape[1:3] != (camera.height, camera.width):
-        depth = np.stack([cv2.resize(d, (camera.width, camera.height), interpolation=cv2.INTER_NEAREST)
-                          for d in depth])
     stamps = np.asarray(episode.stamps, np.float64)
-    positions, clipped = clip_to_limits(robot, episode.joint_names, episode.joint_positions)
-    traj = from_positions(robot, list(episode.joint_names), positions, stamps=stamps - stamps[0])
-    cond = project_trajectory(robot, camera, traj, n_frames=cfg.n_frames)
-    request = GenerationRequest(first_frame=rgb[0], robot=cond,
-                                first_depth=None if depth is None else np.nan_to_num(depth[0]),
-                                seed=cfg.seed, steps=cfg.steps)
-    rollout = backend.generate(request)
+    if trajectory is None:
+        trajectory = JointTrajectory(tuple(episode.joint_names), episode.joint_positions, stamps)
+    request = EpisodeRequest(first_frame=rgb[0], robot=robot, camera=camera, trajectory=trajectory,
+                             frame_stamps=stamps, first_depth=None if depth is None else np.nan_to_num(depth[0]),
+                             stream_K=stream_K, rescale_to_stream=cfg.rescale_to_stream,
+                             stream_source=f"episode {episode.name} camera", max_extrapolation=max_extrapolation,
+                             n_frames=cfg.n_frames, seed=cfg.seed, steps=cfg.steps)
+    prepared = prepare_episode(request, backend)
+    rollout = simulate_episode(prepared, backend)
     save_rollout(rollout, job_dir)
-    gt = {"rgb": rgb, "stamps": stamps, "robot_mask": np.asarray(cond.mask), "K": camera.K,
-          "T_base_camera": camera.T_base_camera, "joint_positions": np.asarray(episode.joint_positions)}
+    stream_camera = prepared.stream_camera
+    gt = {"rgb": rgb, "stamps": stamps, "robot_mask": np.asarray(prepared.condition.mask), "K": stream_camera.K,
+          "T_base_camera": stream_camera.T_base_camera, "joint_positions": np.asarray(episode.joint_positions)}
     if depth is not None:
         gt["depth"] = depth.astype(np.float32)
     with StagedOutput(job_dir) as st:
         write_npz(st.path(GT_FILE), gt)
+    info = prepared.info
     summary: dict[str, Any] = {"frames": int(len(rgb)), "alignment": episode.alignment,
-                               "positions_clipped_to_limits": clipped,
-                               "resized_to_calibration": bool(resized), "backend": cfg.backend,
-                               "start_s": float(stamps[0]), "end_s": float(stamps[-1])}
+                               "positions_clipped_to_limits": info["positions_clipped_to_limits"],
+                               "rescaled_to_stream": info["rescaled_to_stream"],
+                               "generated_size": info["generated_size"], "robot_times": info["robot_times"],
+                               "backend": cfg.backend, "start_s": float(stamps[0]), "end_s": float(stamps[-1])}
     if cfg.write_bag:
         from kinema4d_core.bags import write_rollout_bag
         import shutil
@@ -502,6 +486,36 @@ def simulate_sensor_episode(episode: Any, cfg: PipelineConfig, job_dir: Path, ca
                           frame_id=getattr(camera, "child_frame", "camera_optical_frame"))
         summary["bag"] = str(bag_path.name)
     return summary
+
+
+def bag_joint_trajectory(bag: Any, start: float, end: float, margin: float) -> Any:
+    """The bag's joint states between ``start - margin`` and ``end + margin`` seconds as a
+    ``JointTrajectory`` (columns named as in the bag, repeated stamps: the first one kept), for
+    ``trajectory.sample_at`` at the camera frames' stamps."""
+    from kinema4d_core.trajectory import JointTrajectory
+
+    j = bag.joints
+    t = np.asarray(j.stamps, np.float64)
+    keep = np.flatnonzero((t >= start - margin) & (t <= end + margin))
+    if keep.size:
+        keep = keep[np.concatenate([[True], np.diff(t[keep]) > 0])]
+    if keep.size == 0:
+        raise InputError(f"no joint states between {start - margin:.3f} s and {end + margin:.3f} s",
+                         field="joint states", fix="record joint states for the whole episode")
+    return JointTrajectory(tuple(j.names), np.asarray(j.positions)[keep], t[keep])
+
+
+def bag_stream_K(bag: Any, image_hw: tuple[int, int]) -> np.ndarray | None:
+    """The recording's CameraInfo K (None without CameraInfo); InputError when the CameraInfo's
+    size is not the size of the images it describes."""
+    info = bag.camera_info
+    if info is None:
+        return None
+    if (info.height, info.width) != tuple(image_hw):
+        raise InputError(f"CameraInfo says {info.width}x{info.height} but the images are "
+                         f"{image_hw[1]}x{image_hw[0]}", field=str(bag.topics.camera_info),
+                         fix="record the CameraInfo of the image topic that is replayed")
+    return np.asarray(info.K, np.float64)
 
 
 def bag_jobs(bag_paths: Sequence[str | Path], topics: Any, split: Any, *, tolerance: float,
@@ -539,7 +553,11 @@ def process_bag_job(job: Job, job_dir: Path, topics: Any, cfg: PipelineConfig) -
     p = job.params
     ep = episode_from_bag(bag, TimeRange(job.name, p["start"], p["end"]), tolerance=p["tolerance"],
                           min_frames=p["n_frames"], n_frames=p["n_frames"])
-    return simulate_sensor_episode(ep, cfg, job_dir)
+    stamps = np.asarray(ep.stamps, np.float64)
+    traj = bag_joint_trajectory(bag, float(stamps[0]), float(stamps[-1]), p["tolerance"])
+    return simulate_sensor_episode(ep, cfg, job_dir, trajectory=traj,
+                                   stream_K=bag_stream_K(bag, np.asarray(ep.rgb).shape[1:3]),
+                                   max_extrapolation=p["tolerance"])
 
 
 # ----------------------------------------------------------------------------------------------

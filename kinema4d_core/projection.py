@@ -104,11 +104,24 @@ def project_trajectory(robot, camera: CameraModel, traj, *, n_frames: int = 49, 
     """
     from kinema4d_core.trajectory import resample
 
+    _check_joint_order(robot, traj)
+    return render_trajectory(robot, camera, resample(traj, n_frames), with_rgb=with_rgb)
+
+
+def _check_joint_order(robot, traj) -> None:
     if tuple(traj.joint_names) != tuple(robot.joint_names):
         raise InputError(f"joint order {tuple(traj.joint_names)} differs from the robot's "
                          f"{tuple(robot.joint_names)}", field="trajectory.joint_names",
                          fix="build the trajectory with kinema4d_core.trajectory for this robot")
-    traj = resample(traj, n_frames)
+
+
+def render_trajectory(robot, camera: CameraModel, traj, *, with_rgb: bool = True) -> RobotCondition:
+    """Render every frame of ``traj`` as it is (no resampling): FK and the robot in ``camera``.
+
+    Use with ``trajectory.sample_at`` to put the robot at each camera frame's own stamp.
+    Raises InputError when the robot is visible in no frame.
+    """
+    _check_joint_order(robot, traj)
     Q = robot.check_positions(traj.positions, field="trajectory.positions")
     poses = robot.mesh_poses_batch(Q)                                   # (T,M,4,4) T_base_mesh
     renderer = renderer_for(camera, robot.meshes, with_rgb=with_rgb)

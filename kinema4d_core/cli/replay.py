@@ -70,6 +70,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="gap:SECONDS | marker:TOPIC | ranges:FILE | all (default: whole bag)")
     p.add_argument("--tolerance", type=float, default=0.05,
                    help="max |camera stamp - joint stamp| in seconds for alignment (default 0.05)")
+    p.add_argument("--rescale-to-stream", action="store_true",
+                   help="accept camera images of another size than the calibration by rescaling the calibration's "
+                        "K to them (same aspect ratio); without it such a bag is refused, never stretched")
     p.add_argument("--no-bag", action="store_true", help="do not write the rollout as a bag")
     p.add_argument("--bag-storage", default="mcap", choices=["mcap", "sqlite3"])
     p.add_argument("--retry-failed", action="store_true", help="rerun episodes that failed before")
@@ -95,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
                        depth=args.depth_topic, marker=marker)
     cfg = PipelineConfig(robot=args.robot, calibration=str(args.calibration), backend=args.backend,
                          backend_options=backend_options(args), n_frames=args.frames, seed=args.seed,
-                         steps=args.steps, write_bag=not args.no_bag, bag_storage=args.bag_storage)
+                         steps=args.steps, write_bag=not args.no_bag, bag_storage=args.bag_storage,
+                         rescale_to_stream=args.rescale_to_stream)
     jobs, bag_failures = bag_jobs([str(b) for b in args.bags], topics, split, tolerance=args.tolerance,
                                   n_frames=args.frames)
     extra = {"bag_failures": bag_failures, "backend": args.backend, "robot": args.robot,

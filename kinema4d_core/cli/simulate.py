@@ -69,11 +69,11 @@ def read_depth(path: Path) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kinema4d_core.backends import GenerationRequest, check_request
     from kinema4d_core.cli.replay import backend_options, check_backend_args
     from kinema4d_core.projection import load_robot_condition
     from kinema4d_core.registry import backend_spec
     from kinema4d_core.rollout import save_rollout
+    from kinema4d_core.service import EpisodeRequest, prepare_episode
 
     if args.steps < 1:
         raise InputError(f"must be >= 1, got {args.steps}", field="--steps")
@@ -88,12 +88,11 @@ def run(args: argparse.Namespace) -> int:
         if not spec.is_baseline:
             raise InputError("only the static-scene baseline uses a depth image", field="--first-depth")
         depth = read_depth(args.first_depth)
-    request = GenerationRequest(first_frame=image, robot=robot, first_depth=depth, seed=args.seed, steps=args.steps,
-                                guidance=args.guidance, guidance_mode=args.guidance_mode)
+    request = EpisodeRequest(first_frame=image, condition=robot, first_depth=depth, seed=args.seed,
+                             steps=args.steps, guidance=args.guidance, guidance_mode=args.guidance_mode)
     backend = spec.load(**dict(backend_options(args)))
-    frames, size = spec.geometry(backend)
-    check_request(request, num_frames=frames, size=size)   # before any weights load
-    rollout = generate_with_progress(backend, request)
+    prepared = prepare_episode(request, backend)          # every check, before any weights load
+    rollout = generate_with_progress(backend, prepared)
     save_rollout(rollout, args.out, points=not args.no_points)
     residual = rollout.metric_fit_residual
     print(f"rollout written to {args.out} ({len(rollout.rgb)} frames, backend {rollout.metadata['backend']}, "
@@ -102,8 +101,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def generate_with_progress(backend, request):
-    """Run the backend with a tqdm bar over denoising steps."""
+    """Run ``service.simulate_episode`` with a tqdm bar over denoising steps."""
     from tqdm import tqdm
+
+    from kinema4d_core.service import simulate_episode
 
     bar = None
 
@@ -116,7 +117,7 @@ def generate_with_progress(backend, request):
         bar.update(step - bar.n)
 
     try:
-        return backend.generate(request, progress=progress)
+        return simulate_episode(request, backend, progress=progress)
     finally:
         if bar is not None:
             bar.close()

@@ -59,6 +59,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from kinema4d_core.errors import ConfigError, InputError, Kinema4DError
+from kinema4d_core.registry import backend_names, options_from_params
 from kinema4d_core.rollout import frame_points
 from kinema4d_interfaces.action import Simulate
 from kinema4d_ros import qos
@@ -67,8 +68,6 @@ from kinema4d_ros.conversions import (image_to_numpy, image_to_rgb, joint_state_
 from kinema4d_ros.diagnostics import Health, steady_timer
 from kinema4d_ros.node_main import run_node
 from kinema4d_ros.params import ParamSpec, declare_params, optional_calibration
-
-from kinema4d_core.registry import backend_names, backend_spec, options_from_params
 
 BACKENDS = backend_names()
 
@@ -99,7 +98,6 @@ PARAMS = (
     ParamSpec("max_record_samples", 20000, "Joint states kept per recording (later ones are dropped).",
               min=2, max=10_000_000),
 )
-DEFAULT_STEPS = {"kinema4d": 50, "kinema4d-tiny": 2, "static-scene": 0}
 
 
 @dataclass
@@ -256,7 +254,7 @@ class InferenceNode(Node):
         return resp
 
     def _trajectory_from_samples(self, samples: list[tuple[float, JointState]]):
-        from kinema4d_core.trajectory import from_positions
+        from kinema4d_core.trajectory import JointTrajectory
 
         rows, stamps = [], []
         for stamp, msg in sorted(samples, key=lambda s: s[0]):
@@ -269,19 +267,11 @@ class InferenceNode(Node):
                 continue                            # duplicate stamp: keep the first
             rows.append(q)
             stamps.append(stamp)
-        if rows:
-            # Measured joint states stray slightly past the URDF limits (gripper fingers, encoder
-            # noise); the recording is simulated with them clipped into the limits.
-            raw = np.stack(rows)
-            clipped = np.clip(raw, self.robot.lower, self.robot.upper)
-            worst = float(np.max(np.abs(raw - clipped)))
-            if worst > 0:
-                self.get_logger().info(f"recording: clipped joint positions into their limits (max {worst:.4g})")
-            rows = list(clipped)
         if len(rows) < 2:
             raise InputError(f"only {len(rows)} usable joint states were recorded", field="recording",
                              fix="publish joint_states while recording (at least two distinct stamps)")
-        return from_positions(self.robot, self.robot.joint_names, np.stack(rows), np.asarray(stamps) - stamps[0])
+        # measured states: kinema4d_core.service clips overshoot within LIMIT_SLACK and refuses more
+        return JointTrajectory(self.robot.joint_names, np.stack(rows), np.asarray(stamps) - stamps[0])
 
     def _run_recording_job(self, job: Job) -> None:
         try:
@@ -388,40 +378,30 @@ class InferenceNode(Node):
                    first_depth=depth, frame_id=image.header.frame_id or self.camera.child_frame, options=options)
 
     def _request(self, job: Job, progress: Callable):
-        import cv2
+        """The job as a ``kinema4d_core.service.EpisodeRequest`` (the service applies every rule)."""
+        from kinema4d_core.service import EpisodeRequest
 
-        from kinema4d_core.backends import GenerationRequest
-        from kinema4d_core.projection import project_trajectory
-
-        size = getattr(self.backend, "size", None)
-        h, w = size if size is not None else job.first_frame.shape[:2]
-        frame, depth = job.first_frame, job.first_depth
-        if frame.shape[:2] != (h, w):
-            frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
-            depth = None if depth is None else cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
-        camera = self.camera if (self.camera.height, self.camera.width) == (h, w) else self.camera.resized(h, w)
-        n_frames = int(getattr(self.backend, "num_frames", self.p["n_frames"]))
-        progress("projecting", 0, n_frames)
-        cond = project_trajectory(self.robot, camera, job.trajectory, n_frames=n_frames,
-                                  with_rgb=self.backend.name != "kinema4d" or self.p["variant"] != "pm")
         o = job.options
-        steps = int(o.get("steps") or self.p["steps"] or DEFAULT_STEPS.get(self.backend.name, 50) or 1)
-        return GenerationRequest(first_frame=np.ascontiguousarray(frame), robot=cond, first_depth=depth,
-                                 seed=int(o.get("seed") or self.p["seed"]), steps=steps,
-                                 guidance=float(o.get("guidance") or self.p["guidance"]),
-                                 guidance_mode=str(o.get("guidance_mode") or self.p["guidance_mode"]))
+        progress("projecting", 0, int(getattr(self.backend, "num_frames", self.p["n_frames"])))
+        return EpisodeRequest(first_frame=job.first_frame, robot=self.robot, camera=self.camera,
+                              trajectory=job.trajectory, first_depth=job.first_depth,
+                              rescale_to_stream=bool(self.p.get("rescale_to_stream", False)),
+                              stream_source="camera/image_raw", n_frames=int(self.p["n_frames"]),
+                              seed=int(o.get("seed") or self.p["seed"]), steps=int(o.get("steps") or self.p["steps"]),
+                              guidance=float(o.get("guidance") or self.p["guidance"]),
+                              guidance_mode=str(o.get("guidance_mode") or self.p["guidance_mode"]))
 
     def _run_and_report(self, job: Job, progress: Callable, should_cancel: Callable[[], bool]) -> dict:
         """Run ``job``; always returns a summary dict and publishes it on kinema4d/run_done."""
-        from kinema4d_core.backends import Cancelled
+        from kinema4d_core.service import Cancelled, prepare_episode, simulate_episode
 
         started = time.perf_counter()
         self.get_logger().info(f"run {job.run_id} ({job.source}): generating with {self.backend.name}")
         try:
-            request = self._request(job, progress)
+            prepared = prepare_episode(self._request(job, progress), self.backend)
             if should_cancel():
                 raise Cancelled("cancelled after projection")
-            rollout = self.backend.generate(request, progress=progress, should_cancel=should_cancel)
+            rollout = simulate_episode(prepared, self.backend, progress=progress, should_cancel=should_cancel)
             if should_cancel():
                 raise Cancelled("cancelled after generation")
             progress("writing", 0, 1)
