@@ -26,6 +26,7 @@ import numpy as np
 
 from kinema4d_core.errors import InputError, Kinema4DError
 from kinema4d_core.io import write_npz, write_text
+from kinema4d_core.resources import Resources
 from kinema4d_core.service import LIMIT_SLACK, clip_to_limits  # noqa: F401 (re-exported: the service's rule)
 
 log = logging.getLogger("kinema4d.evaluation")
@@ -408,20 +409,9 @@ class PipelineConfig:
     rescale_to_stream: bool = False
 
 
-_CACHE: dict[Any, Any] = {}
-
-
-def _cached(key: Any, make: Callable[[], Any]) -> Any:
-    if key not in _CACHE:
-        if len(_CACHE) > 8:
-            _CACHE.clear()
-        _CACHE[key] = make()
-    return _CACHE[key]
-
-
 def simulate_sensor_episode(episode: Any, cfg: PipelineConfig, job_dir: Path, camera: Any = None, *,
                             trajectory: Any = None, stream_K: np.ndarray | None = None,
-                            max_extrapolation: float = 0.0) -> dict[str, Any]:
+                            max_extrapolation: float = 0.0, resources: Resources | None = None) -> dict[str, Any]:
     """Run ``service.simulate_episode`` for one ``episodes.SensorEpisode`` and write its outputs.
 
     The robot is rendered at the joint state interpolated at each selected frame's stamp, from
@@ -432,21 +422,19 @@ def simulate_sensor_episode(episode: Any, cfg: PipelineConfig, job_dir: Path, ca
     (recorded rgb and depth at the stream size with that camera's K, the robot mask at the
     generated size, T_base_camera, frame stamps) and, with ``cfg.write_bag``, ``job_dir/rollout_bag``.
     Returns a summary for the report. camera: a CameraModel to use instead of loading
-    ``cfg.calibration``.
+    ``cfg.calibration``. resources: the process's loaded robots/calibrations/backends (a new
+    ``Resources`` when None: everything is loaded for this call alone).
     """
-    from kinema4d_core.backends import make_backend
-    from kinema4d_core.camera import load_calibration
     from kinema4d_core.io import StagedOutput
-    from kinema4d_core.robot import load_robot
     from kinema4d_core.rollout import save_rollout
     from kinema4d_core.service import EpisodeRequest, prepare_episode, simulate_episode
     from kinema4d_core.trajectory import JointTrajectory
 
-    robot = _cached(("robot", cfg.robot), lambda: load_robot(cfg.robot))
+    res = resources or Resources()
+    robot = res.robot(cfg.robot)
     if camera is None:
-        camera = _cached(("camera", cfg.calibration), lambda: load_calibration(cfg.calibration))
-    backend = _cached(("backend", cfg.backend, cfg.backend_options),
-                      lambda: make_backend(cfg.backend, **dict(cfg.backend_options)))
+        camera = res.camera(cfg.calibration)
+    backend = res.backend(cfg.backend, cfg.backend_options)
     rgb = np.asarray(episode.rgb)
     depth = episode.depth
     stamps = np.asarray(episode.stamps, np.float64)
@@ -519,9 +507,10 @@ def bag_stream_K(bag: Any, image_hw: tuple[int, int]) -> np.ndarray | None:
 
 
 def bag_jobs(bag_paths: Sequence[str | Path], topics: Any, split: Any, *, tolerance: float,
-             n_frames: int) -> tuple[list[Job], list[dict[str, Any]]]:
+             n_frames: int, resources: Resources | None = None) -> tuple[list[Job], list[dict[str, Any]]]:
     """Episode jobs for every bag. A bag that cannot be read becomes one failed entry (returned
-    separately) instead of stopping the others."""
+    separately) instead of stopping the others. With ``resources``, the opened bags are kept
+    there for ``process_bag_job``."""
     from kinema4d_core.bags import read_bag
     from kinema4d_core.episodes import split_episodes
 
@@ -537,19 +526,22 @@ def bag_jobs(bag_paths: Sequence[str | Path], topics: Any, split: Any, *, tolera
             failures.append({"name": Path(path).name, "kind": "bag", "source": str(path), "status": "failed",
                              "reason": str(exc)})
             continue
-        _CACHE[("bag", str(path), topics)] = bag
+        if resources is not None:
+            resources.put("bag", (str(path), topics), bag)
         for r in ranges:
             jobs.append(Job(r.name, "bag", str(path), {"start": r.start, "end": r.end, "tolerance": tolerance,
                                                        "n_frames": n_frames}))
     return jobs, failures
 
 
-def process_bag_job(job: Job, job_dir: Path, topics: Any, cfg: PipelineConfig) -> dict[str, Any]:
+def process_bag_job(job: Job, job_dir: Path, topics: Any, cfg: PipelineConfig,
+                    resources: Resources | None = None) -> dict[str, Any]:
     """Batch ``process`` for a bag episode job (see ``bag_jobs``)."""
     from kinema4d_core.bags import read_bag
     from kinema4d_core.episodes import TimeRange, episode_from_bag
 
-    bag = _cached(("bag", job.source, topics), lambda: read_bag(job.source, topics))
+    res = resources or Resources()
+    bag = res.get("bag", (job.source, topics), lambda: read_bag(job.source, topics))
     p = job.params
     ep = episode_from_bag(bag, TimeRange(job.name, p["start"], p["end"]), tolerance=p["tolerance"],
                           min_frames=p["n_frames"], n_frames=p["n_frames"])
@@ -557,7 +549,7 @@ def process_bag_job(job: Job, job_dir: Path, topics: Any, cfg: PipelineConfig) -
     traj = bag_joint_trajectory(bag, float(stamps[0]), float(stamps[-1]), p["tolerance"])
     return simulate_sensor_episode(ep, cfg, job_dir, trajectory=traj,
                                    stream_K=bag_stream_K(bag, np.asarray(ep.rgb).shape[1:3]),
-                                   max_extrapolation=p["tolerance"])
+                                   max_extrapolation=p["tolerance"], resources=res)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -769,7 +761,7 @@ def sim_sensor_episode(name: str, ep: Any) -> Any:
                          alignment={"source": "simworld"})
 
 
-def process_sim_job(job: Job, job_dir: Path, cfg: PipelineConfig) -> dict[str, Any]:
+def process_sim_job(job: Job, job_dir: Path, cfg: PipelineConfig, resources: Resources | None = None) -> dict[str, Any]:
     """Run the sim world's scripted policy for the job's task and seed, then the pipeline on its
     recording (the sim's own depth is the geometry ground truth; its success is the GT outcome)."""
     from kinema4d_core.simworld.world import SimWorld
@@ -778,7 +770,8 @@ def process_sim_job(job: Job, job_dir: Path, cfg: PipelineConfig) -> dict[str, A
     with SimWorld() as world:
         ep = world.run_episode(job.source, n_frames=p["n_frames"], seed=p["seed"])
         camera = world.camera_model()
-    summary = simulate_sensor_episode(sim_sensor_episode(job.name, ep), cfg, job_dir, camera=camera)
+    summary = simulate_sensor_episode(sim_sensor_episode(job.name, ep), cfg, job_dir, camera=camera,
+                                      resources=resources)
     summary.update(scenario=job.source, policy=p["policy"], seed=p["seed"], gt_success=bool(ep.success))
     return summary
 
@@ -843,13 +836,7 @@ class BenchmarkConfig:
     retry_failed: bool = False
 
 
-def _backend(name: str, options: tuple[tuple[str, Any], ...]) -> Any:
-    from kinema4d_core.backends import make_backend
-
-    return _cached(("backend", name, options), lambda: make_backend(name, **dict(options)))
-
-
-def benchmark_size(cfg: BenchmarkConfig) -> tuple[tuple[int, int], dict[str, str]]:
+def benchmark_size(cfg: BenchmarkConfig, resources: Resources | None = None) -> tuple[tuple[int, int], dict[str, str]]:
     """The common image size (H, W) of a comparison and the backends that cannot run at all.
 
     Model backends generate at their checkpoint's fixed size, so every backend runs (and is
@@ -860,11 +847,12 @@ def benchmark_size(cfg: BenchmarkConfig) -> tuple[tuple[int, int], dict[str, str
     unavailable: dict[str, str] = {}
     from kinema4d_core.registry import backend_spec
 
+    res = resources or Resources()
     for name, options in cfg.backends:
         if not backend_spec(name).fixed_geometry:
             continue
         try:
-            sizes[name] = tuple(int(v) for v in _backend(name, options).size)  # type: ignore[assignment]
+            sizes[name] = tuple(int(v) for v in res.backend(name, options).size)  # type: ignore[assignment]
         except Kinema4DError as exc:
             unavailable[name] = str(exc)
     distinct = set(sizes.values())
@@ -901,7 +889,7 @@ def record_sim_job(job: Job, job_dir: Path, size: tuple[int, int]) -> dict[str, 
 
 
 def process_recorded_sim_job(job: Job, job_dir: Path, episodes_dir: Path, cfg: PipelineConfig,
-                             camera: Any) -> dict[str, Any]:
+                             camera: Any, resources: Resources | None = None) -> dict[str, Any]:
     """Batch ``process`` of one backend: the shared recording of ``job`` -> robot pointmap ->
     backend -> outputs (as ``simulate_sensor_episode``). A failed recording fails this job too."""
     from kinema4d_core.simworld.episode import load_episode
@@ -916,13 +904,15 @@ def process_recorded_sim_job(job: Job, job_dir: Path, episodes_dir: Path, cfg: P
         raise InputError(f"recorded at {ep.rgb.shape[2]}x{ep.rgb.shape[1]}, the comparison runs at "
                          f"{camera.width}x{camera.height}", field=f"episode {job.name}",
                          fix="use a new output folder for another size")
-    summary = simulate_sensor_episode(sim_sensor_episode(job.name, ep), cfg, job_dir, camera=camera)
+    summary = simulate_sensor_episode(sim_sensor_episode(job.name, ep), cfg, job_dir, camera=camera,
+                                      resources=resources)
     summary.update(scenario=job.source, policy=job.params["policy"], seed=job.params["seed"],
                    gt_success=bool(marker["gt_success"]))
     return summary
 
 
-def run_backend_comparison(out_dir: str | Path, cfg: BenchmarkConfig, *, progress: bool = True) -> dict[str, Any]:
+def run_backend_comparison(out_dir: str | Path, cfg: BenchmarkConfig, *, progress: bool = True,
+                           resources: Resources | None = None) -> dict[str, Any]:
     """Record ``cfg.n`` scripted sim episodes per task once (``OUT/sim_episodes/``), run them through
     every backend (``OUT/backends/<name>/``, each evaluated as by ``evaluate_directory``) and write
     the comparison ``OUT/comparison.json`` and ``OUT/comparison.md``. Every stage is resumable
@@ -935,7 +925,8 @@ def run_backend_comparison(out_dir: str | Path, cfg: BenchmarkConfig, *, progres
         raise InputError(f"{cfg.n} episodes", field="--sim-benchmark", fix="use N >= 1")
     if not cfg.backends:
         raise InputError("no backends", field="--backends", fix="list at least one, e.g. static-scene")
-    size, unavailable = benchmark_size(cfg)
+    res = resources or Resources()
+    size, unavailable = benchmark_size(cfg, res)
     episodes_dir = out_dir / SIM_EPISODES_DIR
     previous = episodes_dir / REPORT
     if previous.is_file():
@@ -960,11 +951,11 @@ def run_backend_comparison(out_dir: str | Path, cfg: BenchmarkConfig, *, progres
             continue
         pcfg = PipelineConfig(robot=cfg.robot, calibration="", backend=name, backend_options=options,
                               n_frames=cfg.n_frames, seed=cfg.seed, steps=cfg.steps, write_bag=False)
-        report = run_batch(jobs, bdir, lambda job, d: process_recorded_sim_job(job, d, episodes_dir, pcfg, camera),
+        report = run_batch(jobs, bdir, lambda job, d: process_recorded_sim_job(job, d, episodes_dir, pcfg, camera, res),
                            retry_failed=cfg.retry_failed, progress=progress,
                            extra_report={"backend": name, "role": _role(name),
                                          "size": list(size), "frames": cfg.n_frames, "steps": cfg.steps})
-        _CACHE.pop(("backend", name, options), None)  # free a model's weights before the next backend
+        res.release_backend(name, options)  # free a model's weights before the next backend
         evaluation = evaluate_directory(bdir, None, with_lpips=cfg.with_lpips, criteria_by_scenario=criteria)
         results[name] = {"report": report, "evaluation": evaluation}
     episodes_report = json.loads((episodes_dir / REPORT).read_text())

@@ -61,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from kinema4d_core.evaluation import (PipelineConfig, SuccessCriteria, evaluate_directory, process_sim_job,
                                           run_batch, sim_jobs)
+    from kinema4d_core.resources import Resources
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     if args.backends is not None:
@@ -86,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
                              backend_options=backend_options(args), n_frames=args.frames, seed=args.seed,
                              steps=args.steps, write_bag=False)
         jobs = sim_jobs(args.sim_benchmark, args.tasks, n_frames=args.frames)
-        run_batch(jobs, args.dir, lambda job, d: process_sim_job(job, d, cfg), progress=not args.quiet,
+        resources = Resources()   # the model, loaded once for every episode
+        run_batch(jobs, args.dir, lambda job, d: process_sim_job(job, d, cfg, resources), progress=not args.quiet,
                   retry_failed=args.retry_failed,
                   extra_report={"backend": args.backend, "robot": args.robot, "sim_benchmark": args.sim_benchmark})
     result = evaluate_directory(args.dir, criteria, robo4d_root=args.robo4d, with_lpips=not args.no_lpips,

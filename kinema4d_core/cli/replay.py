@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from kinema4d_core.bags import BagTopics
     from kinema4d_core.episodes import parse_episodes_by
     from kinema4d_core.evaluation import PipelineConfig, bag_jobs, process_bag_job, run_batch
+    from kinema4d_core.resources import Resources
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     if args.frames < 2:
@@ -100,11 +101,12 @@ def run(args: argparse.Namespace) -> int:
                          backend_options=backend_options(args), n_frames=args.frames, seed=args.seed,
                          steps=args.steps, write_bag=not args.no_bag, bag_storage=args.bag_storage,
                          rescale_to_stream=args.rescale_to_stream)
+    resources = Resources()   # the bags and the model, loaded once for every episode
     jobs, bag_failures = bag_jobs([str(b) for b in args.bags], topics, split, tolerance=args.tolerance,
-                                  n_frames=args.frames)
+                                  n_frames=args.frames, resources=resources)
     extra = {"bag_failures": bag_failures, "backend": args.backend, "robot": args.robot,
              "calibration": str(args.calibration), "frames": args.frames}
-    report = run_batch(jobs, args.out, lambda job, d: process_bag_job(job, d, topics, cfg),
+    report = run_batch(jobs, args.out, lambda job, d: process_bag_job(job, d, topics, cfg, resources),
                        retry_failed=args.retry_failed, progress=not args.quiet, extra_report=extra)
     counts = report["counts"]
     print(f"replay: {counts.get('ok', 0)} ok, {counts.get('failed', 0)} failed episodes, "
