@@ -17,126 +17,21 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from kinema4d_core.errors import InputError, Kinema4DError
+from kinema4d_core.batch import (CODE_VERSION, MARKER, REPORT, BatchPlan, Job, _jsonable, bag_identity,  # noqa: F401
+                                  file_identity, job_fingerprint, job_inputs, plan_batch, read_marker, run_batch,
+                                  run_job, with_inputs, write_batch_report)
 from kinema4d_core.io import write_npz, write_text
 from kinema4d_core.resources import Resources
 from kinema4d_core.service import LIMIT_SLACK, clip_to_limits  # noqa: F401 (re-exported: the service's rule)
 
 log = logging.getLogger("kinema4d.evaluation")
-
-MARKER = "done.json"
-REPORT = "report.json"
-
-
-# ----------------------------------------------------------------------------------------------
-# Resumable batch runner
-# ----------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Job:
-    """One episode to process. ``kind``: "bag" | "robo4d" | "sim"; ``source``: path or spec."""
-
-    name: str
-    kind: str
-    source: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-def _check_job_names(jobs: Sequence[Job]) -> None:
-    names = [j.name for j in jobs]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise InputError(f"job names repeat: {dup}", field="jobs", fix="give every episode a unique name")
-    bad = [n for n in names if not n or "/" in n or n.startswith(".")]
-    if bad:
-        raise InputError(f"job names {bad} cannot be folder names", field="jobs",
-                         fix="use names without '/' that do not start with '.'")
-
-
-def read_marker(job_dir: Path) -> dict[str, Any] | None:
-    """The completion marker of a job folder, or None if the job has not completed."""
-    path = job_dir / MARKER
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def run_batch(jobs: Sequence[Job], out_dir: str | Path, process: Callable[[Job, Path], dict[str, Any]], *,
-              retry_failed: bool = False, progress: bool = True, extra_report: dict[str, Any] | None = None
-              ) -> dict[str, Any]:
-    """Run ``process(job, job_dir)`` for every job not yet completed; return the batch report.
-
-    ``process`` writes its outputs under ``job_dir`` (all-or-nothing, e.g. with StagedOutput) and
-    returns a JSON-able dict stored in the marker. A ``Kinema4DError`` (or any other exception)
-    fails that job alone with its reason; KeyboardInterrupt stops the batch (completed jobs stay).
-    """
-    from tqdm import tqdm
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _check_job_names(jobs)
-    todo, reused = [], 0
-    for job in jobs:
-        marker = read_marker(out_dir / job.name)
-        if marker is not None and (marker.get("status") == "ok" or not retry_failed):
-            reused += 1
-        else:
-            todo.append(job)
-    log.info("batch: %d jobs, %d already complete, %d to run", len(jobs), reused, len(todo))
-    bar = tqdm(todo, desc="episodes", unit="ep", disable=not progress, leave=False)
-    for job in bar:
-        bar.set_postfix_str(job.name)
-        job_dir = out_dir / job.name
-        t0 = time.monotonic()
-        try:
-            info = process(job, job_dir) or {}
-            marker = {"name": job.name, "kind": job.kind, "source": job.source, "status": "ok", "reason": None,
-                      **info}
-        except Kinema4DError as exc:
-            marker = {"name": job.name, "kind": job.kind, "source": job.source, "status": "failed",
-                      "reason": str(exc)}
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as exc:  # an unexpected bug must not sink the other episodes
-            log.exception("job %s crashed", job.name)
-            marker = {"name": job.name, "kind": job.kind, "source": job.source, "status": "failed",
-                      "reason": f"unexpected {type(exc).__name__}: {exc}"}
-        marker["seconds"] = round(time.monotonic() - t0, 3)
-        write_text(job_dir / MARKER, json.dumps(_jsonable(marker), indent=2))
-        log.info("episode %s: %s%s (%.1f s)", job.name, marker["status"],
-                 f" - {marker['reason']}" if marker["reason"] else "", marker["seconds"])
-    return write_batch_report(jobs, out_dir, extra_report)
-
-
-def write_batch_report(jobs: Sequence[Job], out_dir: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Collect every job's marker into ``out_dir/report.json`` (jobs without one: "pending")."""
-    episodes = []
-    for job in jobs:
-        marker = read_marker(out_dir / job.name) or {"name": job.name, "kind": job.kind, "source": job.source,
-                                                      "status": "pending", "reason": "not run yet"}
-        episodes.append(marker)
-    counts: dict[str, int] = {}
-    for e in episodes:
-        counts[e["status"]] = counts.get(e["status"], 0) + 1
-    report = {"episodes": episodes, "counts": counts, **(extra or {})}
-    write_text(out_dir / REPORT, json.dumps(_jsonable(report), indent=2))
-    return report
-
-
-def _jsonable(value: Any) -> Any:
-    from kinema4d_core.metrics import jsonable
-
-    return jsonable(value)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -506,6 +401,20 @@ def bag_stream_K(bag: Any, image_hw: tuple[int, int]) -> np.ndarray | None:
     return np.asarray(info.K, np.float64)
 
 
+def pipeline_inputs(cfg: PipelineConfig) -> dict[str, Any]:
+    """The inputs every job of a replay/evaluation batch shares, for the job fingerprints
+    (``batch.with_inputs``): robot config and URDF content, calibration content, backend and
+    options, and the pipeline settings."""
+    from kinema4d_core.robot import load_robot_config
+
+    rc = load_robot_config(cfg.robot)
+    return {"robot config": f"{file_identity(rc.source)}+urdf {file_identity(rc.urdf)}",
+            "calibration": file_identity(cfg.calibration) if cfg.calibration else "the simulated camera",
+            "backend": {"name": cfg.backend, "options": dict(cfg.backend_options)},
+            "pipeline": {"n_frames": cfg.n_frames, "seed": cfg.seed, "steps": cfg.steps, "write_bag": cfg.write_bag,
+                         "bag_storage": cfg.bag_storage, "rescale_to_stream": cfg.rescale_to_stream}}
+
+
 def bag_jobs(bag_paths: Sequence[str | Path], topics: Any, split: Any, *, tolerance: float,
              n_frames: int, resources: Resources | None = None) -> tuple[list[Job], list[dict[str, Any]]]:
     """Episode jobs for every bag. A bag that cannot be read becomes one failed entry (returned
@@ -528,9 +437,10 @@ def bag_jobs(bag_paths: Sequence[str | Path], topics: Any, split: Any, *, tolera
             continue
         if resources is not None:
             resources.put("bag", (str(path), topics), bag)
+        identity = (("bag", bag_identity(path)),)
         for r in ranges:
             jobs.append(Job(r.name, "bag", str(path), {"start": r.start, "end": r.end, "tolerance": tolerance,
-                                                       "n_frames": n_frames}))
+                                                       "n_frames": n_frames}, identity))
     return jobs, failures
 
 
@@ -935,7 +845,8 @@ def run_backend_comparison(out_dir: str | Path, cfg: BenchmarkConfig, *, progres
             raise InputError(f"{out_dir} holds episodes of {old.get('frames')} frames at {old.get('size')}, this "
                              f"run needs {cfg.n_frames} at {list(size)}", field="OUT",
                              fix="use a new output folder (or the same --frames/--size as before)")
-    jobs = sim_jobs(cfg.n, cfg.tasks, n_frames=cfg.n_frames)
+    jobs = with_inputs(sim_jobs(cfg.n, cfg.tasks, n_frames=cfg.n_frames),
+                       {"recording": {"size": list(size), "frames": cfg.n_frames}})
     log.info("comparison: %d episodes at %dx%d, backends %s", len(jobs), size[1], size[0],
              ", ".join(n for n, _ in cfg.backends))
     run_batch(jobs, episodes_dir, lambda job, d: record_sim_job(job, d, size), retry_failed=cfg.retry_failed,
@@ -951,7 +862,7 @@ def run_backend_comparison(out_dir: str | Path, cfg: BenchmarkConfig, *, progres
             continue
         pcfg = PipelineConfig(robot=cfg.robot, calibration="", backend=name, backend_options=options,
                               n_frames=cfg.n_frames, seed=cfg.seed, steps=cfg.steps, write_bag=False)
-        report = run_batch(jobs, bdir, lambda job, d: process_recorded_sim_job(job, d, episodes_dir, pcfg, camera, res),
+        report = run_batch(with_inputs(jobs, pipeline_inputs(pcfg)), bdir, lambda job, d: process_recorded_sim_job(job, d, episodes_dir, pcfg, camera, res),
                            retry_failed=cfg.retry_failed, progress=progress,
                            extra_report={"backend": name, "role": _role(name),
                                          "size": list(size), "frames": cfg.n_frames, "steps": cfg.steps})

@@ -59,8 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kinema4d_core.evaluation import (PipelineConfig, SuccessCriteria, evaluate_directory, process_sim_job,
-                                          run_batch, sim_jobs)
+    from kinema4d_core.evaluation import (PipelineConfig, SuccessCriteria, evaluate_directory, pipeline_inputs,
+                                          process_sim_job, run_batch, sim_jobs, with_inputs)
     from kinema4d_core.resources import Resources
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = PipelineConfig(robot=args.robot, calibration="", backend=args.backend,
                              backend_options=backend_options(args), n_frames=args.frames, seed=args.seed,
                              steps=args.steps, write_bag=False)
-        jobs = sim_jobs(args.sim_benchmark, args.tasks, n_frames=args.frames)
+        jobs = with_inputs(sim_jobs(args.sim_benchmark, args.tasks, n_frames=args.frames), pipeline_inputs(cfg))
         resources = Resources()   # the model, loaded once for every episode
         run_batch(jobs, args.dir, lambda job, d: process_sim_job(job, d, cfg, resources), progress=not args.quiet,
                   retry_failed=args.retry_failed,

@@ -83,7 +83,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from kinema4d_core.bags import BagTopics
     from kinema4d_core.episodes import parse_episodes_by
-    from kinema4d_core.evaluation import PipelineConfig, bag_jobs, process_bag_job, run_batch
+    from kinema4d_core.evaluation import (PipelineConfig, bag_jobs, pipeline_inputs, process_bag_job, run_batch,
+                                          with_inputs)
     from kinema4d_core.resources import Resources
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
@@ -104,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     resources = Resources()   # the bags and the model, loaded once for every episode
     jobs, bag_failures = bag_jobs([str(b) for b in args.bags], topics, split, tolerance=args.tolerance,
                                   n_frames=args.frames, resources=resources)
+    jobs = with_inputs(jobs, pipeline_inputs(cfg))   # fingerprints: a rerun recomputes what changed
     extra = {"bag_failures": bag_failures, "backend": args.backend, "robot": args.robot,
              "calibration": str(args.calibration), "frames": args.frames}
     report = run_batch(jobs, args.out, lambda job, d: process_bag_job(job, d, topics, cfg, resources),
