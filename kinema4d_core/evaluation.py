@@ -1,10 +1,10 @@
-"""Batch evaluation: resumable per-episode runner, success detection on 4D output, success-rate
-tables (Wilson intervals, policy correlation) and PNG plots.
+"""Policy evaluation: the offline replay pipeline (episode jobs -> ``service.simulate_episode`` ->
+outputs), success detection on 4D output, evaluating a replay folder (metrics, success tables,
+plots), the simulated-world benchmark and the backend comparison.
 
-Resumability: each job writes its outputs into ``out_dir/<job>/`` through ``StagedOutput`` and
-then, last, a completion marker ``out_dir/<job>/done.json`` (atomic). A rerun skips every job
-whose marker exists (failed jobs too, unless ``retry_failed``); a job killed before its marker
-was written left nothing in place and runs again. ``report.json`` is rebuilt from the markers.
+The parts live in their own modules and are re-exported here: the resumable batch runner
+(``batch``: Job, run_batch, read_marker, MARKER, fingerprints), the statistics (``statistics``:
+Wilson intervals, success tables, policy correlation) and the plots (``plots``).
 
 Success detection works on a pointmap in the camera optical frame (metres), the camera pose
 ``T_base_camera`` and the robot mask: object points = finite points above the table plane
@@ -16,20 +16,22 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from kinema4d_core.errors import InputError, Kinema4DError
 from kinema4d_core.batch import (CODE_VERSION, MARKER, REPORT, BatchPlan, Job, _jsonable, bag_identity,  # noqa: F401
-                                  file_identity, job_fingerprint, job_inputs, plan_batch, read_marker, run_batch,
-                                  run_job, with_inputs, write_batch_report)
+                                  file_identity, job_fingerprint, job_inputs, plan_batch, read_marker,
+                                  remove_leftovers, run_batch, run_job, with_inputs, write_batch_report)
+from kinema4d_core.errors import InputError, Kinema4DError
 from kinema4d_core.io import write_npz, write_text
+from kinema4d_core.plots import PALETTE, bar_chart_png  # noqa: F401 (re-exported)
 from kinema4d_core.resources import Resources
 from kinema4d_core.service import LIMIT_SLACK, clip_to_limits  # noqa: F401 (re-exported: the service's rule)
+from kinema4d_core.statistics import (Outcome, _fmt_rate, _rate, outcomes_to_json, policy_correlation,  # noqa: F401
+                                       success_table, table_markdown, wilson_interval)
 
 log = logging.getLogger("kinema4d.evaluation")
 
@@ -123,157 +125,6 @@ def detect_success(pointmap: np.ndarray, robot_mask: np.ndarray | None, T_base_c
         placed = final_xy is not None and x0 <= final_xy[0] <= x1 and y0 <= final_xy[1] <= y1
     success = {"lift": lifted, "place": placed, "lift+place": lifted and placed}[criteria.task]
     return SuccessResult(success=bool(success), lift=lift, final_xy=final_xy, frames_with_object=seen)
-
-
-# ----------------------------------------------------------------------------------------------
-# Success-rate tables
-# ----------------------------------------------------------------------------------------------
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (95 % for z = 1.96); (0, 1) when n = 0."""
-    if n <= 0:
-        return (0.0, 1.0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One evaluated episode: ground-truth and simulated success (None where unknown)."""
-
-    scenario: str
-    policy: str
-    episode: str
-    gt_success: bool | None
-    sim_success: bool | None
-
-
-def _rate(values: Iterable[bool | None]) -> tuple[int, int]:
-    vals = [bool(v) for v in values if v is not None]
-    return sum(vals), len(vals)
-
-
-def success_table(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
-    """Per scenario (and "all"): GT and simulated success rates, Wilson 95 % CIs, sim - GT."""
-    rows = []
-    scenarios = sorted({o.scenario for o in outcomes}) + (["all"] if outcomes else [])
-    for sc in scenarios:
-        group = [o for o in outcomes if sc == "all" or o.scenario == sc]
-        kg, ng = _rate(o.gt_success for o in group)
-        ks, ns = _rate(o.sim_success for o in group)
-        gt = kg / ng if ng else None
-        sim = ks / ns if ns else None
-        rows.append({"scenario": sc, "episodes": len(group), "gt_rate": gt, "gt_ci": wilson_interval(kg, ng),
-                     "gt_n": ng, "sim_rate": sim, "sim_ci": wilson_interval(ks, ns), "sim_n": ns,
-                     "difference": (sim - gt) if gt is not None and sim is not None else None})
-    return rows
-
-
-def policy_correlation(outcomes: Sequence[Outcome]) -> dict[str, Any]:
-    """Pearson and Spearman correlation of GT vs simulated success rates across policies.
-
-    Needs at least 3 policies with both rates and non-constant rates; otherwise the entries say
-    why they are unavailable.
-    """
-    from scipy import stats
-
-    rates = []
-    for pol in sorted({o.policy for o in outcomes}):
-        kg, ng = _rate(o.gt_success for o in outcomes if o.policy == pol)
-        ks, ns = _rate(o.sim_success for o in outcomes if o.policy == pol)
-        if ng and ns:
-            rates.append((pol, kg / ng, ks / ns))
-    out: dict[str, Any] = {"policies": [{"policy": p, "gt_rate": g, "sim_rate": s} for p, g, s in rates]}
-    if len(rates) < 3:
-        reason = f"unavailable: needs >= 3 policies with GT and simulated outcomes, have {len(rates)}"
-        out.update(pearson=reason, spearman=reason)
-        return out
-    g = np.array([r[1] for r in rates])
-    s = np.array([r[2] for r in rates])
-    if np.ptp(g) == 0 or np.ptp(s) == 0:
-        reason = "unavailable: success rates are constant across policies"
-        out.update(pearson=reason, spearman=reason)
-        return out
-    out["pearson"] = float(stats.pearsonr(g, s)[0])
-    out["spearman"] = float(stats.spearmanr(g, s)[0])
-    return out
-
-
-def _fmt_rate(rate: float | None, ci: Sequence[float]) -> str:
-    return "n/a" if rate is None else f"{rate:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
-
-
-def table_markdown(rows: Sequence[dict[str, Any]], correlation: dict[str, Any] | None = None) -> str:
-    """The paper's policy-evaluation table: per scenario GT vs simulated success rate (95 % Wilson
-    CI) and their difference, plus the cross-policy correlation."""
-    lines = ["| Scenario | Episodes | Ground truth | Simulated | Sim - GT |", "|---|---|---|---|---|"]
-    for r in rows:
-        diff = "n/a" if r["difference"] is None else f"{r['difference']:+.2f}"
-        lines.append(f"| {r['scenario']} | {r['episodes']} | {_fmt_rate(r['gt_rate'], r['gt_ci'])} | "
-                     f"{_fmt_rate(r['sim_rate'], r['sim_ci'])} | {diff} |")
-    if correlation is not None:
-        fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
-        lines += ["", f"Correlation across policies (GT vs simulated success rate): "
-                      f"Pearson {fmt(correlation['pearson'])}, Spearman {fmt(correlation['spearman'])}."]
-    return "\n".join(lines) + "\n"
-
-
-# ----------------------------------------------------------------------------------------------
-# Plots (PIL, no matplotlib)
-# ----------------------------------------------------------------------------------------------
-
-PALETTE = [(52, 101, 164), (237, 125, 49), (112, 173, 71), (165, 165, 165), (255, 192, 0)]
-
-
-def bar_chart_png(path: str | Path, labels: Sequence[str], series: dict[str, Sequence[float | None]],
-                  title: str, ylabel: str = "", size: tuple[int, int] = (720, 400)) -> None:
-    """Grouped bar chart written atomically as PNG. None / non-finite values are drawn as gaps."""
-    from PIL import Image, ImageDraw
-
-    from kinema4d_core.io import atomic_path
-
-    w, h = size
-    img = Image.new("RGB", (w, h), "white")
-    draw = ImageDraw.Draw(img)
-    left, right, top, bottom = 60, 20, 40, 70
-    vals = [float(v) for s in series.values() for v in s if v is not None and np.isfinite(v)]
-    vmax = max(vals + [1e-9]) * 1.1
-    vmin = min(vals + [0.0])
-    vmin = vmin * 1.1 if vmin < 0 else 0.0
-    y_of = lambda v: top + (h - top - bottom) * (vmax - v) / (vmax - vmin)  # noqa: E731
-    draw.text((left, 10), title, fill="black")
-    draw.text((5, top - 15), ylabel, fill="black")
-    draw.line([(left, top), (left, h - bottom), (w - right, h - bottom)], fill="black")
-    for k in range(5):
-        v = vmin + (vmax - vmin) * k / 4
-        draw.line([(left - 4, y_of(v)), (left, y_of(v))], fill="black")
-        draw.text((5, y_of(v) - 6), f"{v:.3g}", fill="black")
-    n, m = max(len(labels), 1), max(len(series), 1)
-    group_w = (w - left - right) / n
-    bar_w = group_w * 0.8 / m
-    for i, lab in enumerate(labels):
-        x0 = left + i * group_w + group_w * 0.1
-        for j, (name, values) in enumerate(series.items()):
-            v = values[i] if i < len(values) else None
-            if v is None or not np.isfinite(v):
-                continue
-            xa = x0 + j * bar_w
-            draw.rectangle([xa, min(y_of(v), y_of(0)), xa + bar_w - 2, max(y_of(v), y_of(0))],
-                           fill=PALETTE[j % len(PALETTE)])
-        draw.text((x0, h - bottom + 5), str(lab)[:14], fill="black")
-    for j, name in enumerate(series):
-        draw.rectangle([left + 10 + 150 * j, h - 22, left + 22 + 150 * j, h - 10], fill=PALETTE[j % len(PALETTE)])
-        draw.text((left + 28 + 150 * j, h - 23), name, fill="black")
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
-
-
-def outcomes_to_json(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
-    """Outcomes as JSON-able dicts."""
-    return [asdict(o) for o in outcomes]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -694,6 +545,7 @@ SIM_EPISODE_FILE = "episode.npz"
 SIM_EPISODES_DIR = "sim_episodes"
 BACKENDS_DIR = "backends"
 COMPARISON = "comparison"
+
 
 def _role(name: str) -> str:
     """What a backend is, as the comparison table says it (the registry's summary)."""
