@@ -13,13 +13,18 @@ units are metres and radians throughout):
 - ``render``        z-buffered rasterizer: robot pointmap, depth, mask, link id, RGB
 - ``conditioning``  normalization, pseudo-RGB encoding, latent-grid masks
 - ``projection``    trajectory -> robot pointmap sequence (the ``kinema4d project`` job)
+- ``types``         GenerationRequest, Cancelled, Backend protocol (shared by backends/model/service)
 - ``model``         the Kinema4D transformer + pipeline on diffusers, checkpoints, tiny preset
-- ``backends``      generation backends (kinema4d, static-scene baseline)
+- ``registry``      the backend registry (BackendSpec): names, options, loaders, baselines
+- ``backends``      generation backends (kinema4d, kinema4d-tiny, static-scene baseline)
+- ``service``       simulate_episode: the one ROS-free "simulate an episode" path
+- ``resources``     per-process cache of robots, calibrations, backends and bags
 - ``metric``        metric recovery of generated pointmaps
 - ``rollout``       rollout.npz / mp4 / PLY outputs
 - ``calibration``   hand-eye, PnP, mesh alignment, overlay scoring
 - ``simworld``      the MuJoCo simulated lab
 - ``bags``, ``evaluation``, ``metrics``, ``viewer``  offline replay and policy evaluation
+- ``batch``, ``statistics``, ``plots``  resumable batch runner, success-rate statistics, PNG plots
 """
 
 __version__ = "0.1.0"
