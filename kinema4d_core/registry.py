@@ -217,7 +217,7 @@ def add_backend_arguments(parser: Any, *, default: str = "static-scene", skip: I
     """``--backend`` (choices: the registry) and one flag per backend option (default None = the
     backend's own default, listed in the help). ``skip``: flags the command defines itself."""
     specs = backend_specs()
-    lines = [f"{s.name}{' (BASELINE)' if s.is_baseline else ''}: {s.summary}" for s in specs]
+    lines = [f"{s.name}: {s.summary}" for s in specs]
     parser.add_argument("--backend", default=default, choices=[s.name for s in specs],
                         help=f"generation backend (default {default}). " + "; ".join(lines))
     skip = set(skip)
@@ -225,7 +225,8 @@ def add_backend_arguments(parser: Any, *, default: str = "static-scene", skip: I
         if flag in skip:
             continue
         opt = users[0][1]
-        per = ", ".join(f"{s.name}: default {o.default}" + (" (required)" if o.required else "") for s, o in users)
+        per = ", ".join(f"{s.name}: " + ("required" if o.required else "optional" if o.default is None
+                                         else f"default {o.default}") for s, o in users)
         kwargs: dict[str, Any] = {"default": None, "help": f"{opt.help} [{per}]", "dest": flag.replace("-", "_")}
         if opt.type is bool:
             kwargs["action"] = argparse.BooleanOptionalAction

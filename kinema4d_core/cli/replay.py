@@ -4,7 +4,9 @@ Per episode: camera frames aligned with joint states by stamp -> robot pointmap 
 calibrated camera -> backend -> ``OUT/<episode>/rollout.npz`` (+ videos, ground_truth.npz and a
 ``rollout_bag`` with the predicted images and point clouds). ``OUT/report.json`` lists every
 episode with its status and, for failures, the reason. Rerunning continues where a previous run
-stopped (completed episodes are not recomputed). Exit status: 0 all episodes ok, 1 some failed.
+stopped: episodes completed with the same inputs (bag, robot config, calibration, backend and
+options, settings, code version) are not recomputed; episodes whose inputs changed are, and the
+log says which inputs changed. Exit status: 0 all episodes ok, 1 some failed.
 """
 
 from __future__ import annotations
