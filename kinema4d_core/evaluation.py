@@ -189,7 +189,9 @@ def simulate_sensor_episode(episode: Any, cfg: PipelineConfig, job_dir: Path, ca
     request = EpisodeRequest(first_frame=rgb[0], robot=robot, camera=camera, trajectory=trajectory,
                              frame_stamps=stamps, first_depth=None if depth is None else np.nan_to_num(depth[0]),
                              stream_K=stream_K, rescale_to_stream=cfg.rescale_to_stream,
-                             stream_source=f"episode {episode.name} camera", max_extrapolation=max_extrapolation,
+                             stream_source=f"episode {episode.name} camera",
+                             calibration_source=str(cfg.calibration or "the simulated camera"),
+                             max_extrapolation=max_extrapolation,
                              n_frames=cfg.n_frames, seed=cfg.seed, steps=cfg.steps)
     prepared = prepare_episode(request, backend)
     rollout = simulate_episode(prepared, backend)

@@ -55,7 +55,8 @@ class EpisodeRequest:
     first_depth: (H, W) float32 metres registered to ``first_frame``, or None.
     stream_K: (3, 3) the stream's CameraInfo intrinsics (checked against the calibration), or None.
     rescale_to_stream: accept a stream size different from the calibration (K rescaled).
-    stream_source: names the stream in errors (e.g. the camera_info topic).
+    stream_source / calibration_source: name the stream (e.g. its topic) and the calibration (its
+      file) in errors.
     n_frames: frames to generate without ``frame_stamps`` when the backend takes any length.
     max_extrapolation: seconds a frame stamp may lie outside the joint states (held at the end).
     steps: 0 = the backend's default.
@@ -71,6 +72,7 @@ class EpisodeRequest:
     stream_K: np.ndarray | None = None
     rescale_to_stream: bool = False
     stream_source: str = "camera"
+    calibration_source: str = "calibration"
     n_frames: int = 49
     max_extrapolation: float = 0.0
     limit_slack: float = LIMIT_SLACK
@@ -161,7 +163,7 @@ def prepare_episode(request: EpisodeRequest, backend: Any) -> PreparedEpisode:
     h, w = frame.shape[:2]
     camera = match_stream(request.camera, w, h, request.stream_K, rescale=request.rescale_to_stream,
                           source=request.stream_source)
-    check_camera_frame(camera, robot)
+    check_camera_frame(camera, robot, source=request.calibration_source)
     stream_camera = camera
     if depth is not None and depth.shape != (h, w):
         raise InputError(f"first depth is {depth.shape[1]}x{depth.shape[0]}, the image {w}x{h}", field="first_depth",
