@@ -87,3 +87,13 @@ def test_unreadable_first_depth_exits_2_and_writes_nothing(inputs_dir, tmp_path,
     assert "garbage.npy is not a readable .npy array" in err
     assert "expected an (H, W) numeric array, got (2, 3, 4)" in err
     assert not out.exists()
+
+
+def test_simulate_offers_every_registered_backend_including_tiny(inputs_dir, tiny_dir, tmp_path):
+    """The CLI reads the backend registry: kinema4d-tiny runs with its folder given as --checkpoint."""
+    out = tmp_path / "tiny_out"
+    assert main(["simulate", "--first-frame", str(inputs_dir / "first.png"), "--robot", str(inputs_dir / "robot"),
+                 "--out", str(out), "--backend", "kinema4d-tiny", "--checkpoint", str(tiny_dir), "--steps", "1",
+                 "--no-points"]) == 0
+    with np.load(out / "rollout.npz") as z:
+        assert '"backend": "kinema4d-tiny"' in str(z["metadata_json"][0])

@@ -386,7 +386,8 @@ class InferenceNode(Node):
         return EpisodeRequest(first_frame=job.first_frame, robot=self.robot, camera=self.camera,
                               trajectory=job.trajectory, first_depth=job.first_depth,
                               rescale_to_stream=bool(self.p.get("rescale_to_stream", False)),
-                              stream_source="camera/image_raw", n_frames=int(self.p["n_frames"]),
+                              stream_source="camera/image_raw", calibration_source=self.p["calibration_file"],
+                              n_frames=int(self.p["n_frames"]),
                               seed=int(o.get("seed") or self.p["seed"]), steps=int(o.get("steps") or self.p["steps"]),
                               guidance=float(o.get("guidance") or self.p["guidance"]),
                               guidance_mode=str(o.get("guidance_mode") or self.p["guidance_mode"]))
