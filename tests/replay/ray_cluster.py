@@ -1,0 +1,123 @@
+"""A real local Ray cluster for tests and benchmarks: a head and a second node started with
+``ray start --block`` as separate processes (each in its own process group), both on 127.0.0.1
+only, usage stats off, no dashboard, session files in a private temp folder. ``stop()`` ends
+exactly the processes it started (their process groups), never other Ray processes of the host.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from kinema4d_core.executors import LOOPBACK, ray_env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def ray_cli() -> str:
+    return str(Path(sys.executable).with_name("ray"))
+
+
+class LocalRayCluster:
+    """``head_cpus`` / ``node_cpus``: CPUs each node offers (0 for node_cpus: head only)."""
+
+    def __init__(self, head_cpus: int = 1, node_cpus: int = 1) -> None:
+        self.temp_dir = tempfile.mkdtemp(prefix="k4dray-", dir="/tmp")   # short: unix socket paths
+        self.port = free_port()
+        self.address = f"{LOOPBACK}:{self.port}"
+        self.env = {**os.environ, **ray_env(self.temp_dir)}
+        self.procs: list[subprocess.Popen] = []
+        self.logs: list[Path] = []
+        self.head_cpus, self.node_cpus = head_cpus, node_cpus
+
+    def _start(self, args: list[str], name: str) -> None:
+        log = Path(self.temp_dir) / f"{name}.log"
+        self.logs.append(log)
+        with open(log, "wb") as f:
+            self.procs.append(subprocess.Popen([ray_cli(), "start", "--block", *args], env=self.env, stdout=f,
+                                               stderr=subprocess.STDOUT, start_new_session=True))
+
+    def start(self, timeout: float = 60.0) -> "LocalRayCluster":
+        common = ["--node-ip-address", LOOPBACK, "--disable-usage-stats", "--object-store-memory", "80000000",
+                  "--num-gpus", "0"]
+        self._start(["--head", "--port", str(self.port), "--num-cpus", str(self.head_cpus),
+                     "--include-dashboard=false", "--temp-dir", self.temp_dir, *common], "head")
+        self._wait_nodes(1, timeout)
+        if self.node_cpus:
+            self._start(["--address", self.address, "--num-cpus", str(self.node_cpus), *common], "node")
+            self._wait_nodes(2, timeout)
+        return self
+
+    def _wait_nodes(self, n: int, timeout: float) -> None:
+        """Wait until the cluster has ``n`` live nodes (``ray status`` through the head's GCS)."""
+        t_end = time.monotonic() + timeout
+        while time.monotonic() < t_end:
+            for p, log in zip(self.procs, self.logs):
+                if p.poll() is not None:
+                    raise RuntimeError(f"ray start exited ({p.returncode}): {log.read_text()[-3000:]}")
+            r = subprocess.run([ray_cli(), "status", "--address", self.address], env=self.env,
+                               capture_output=True, text=True)
+            if r.returncode == 0 and r.stdout.count("node_") >= n:
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"ray cluster did not come up with {n} nodes: "
+                           + " | ".join(log.read_text()[-2000:] for log in self.logs))
+
+    def pids(self) -> set[int]:
+        """Every live process of this cluster (those in the started process groups)."""
+        groups = {p.pid for p in self.procs}
+        out = set()
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    if os.getpgid(int(d.name)) in groups:
+                        out.add(int(d.name))
+                except ProcessLookupError:
+                    pass
+        return out
+
+    def processes_titled(self, prefix: str) -> list[int]:
+        """Pids of this cluster's processes whose title (cmdline) starts with ``prefix``."""
+        out = []
+        for pid in self.pids():
+            try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if title.startswith(prefix):
+                out.append(pid)
+        return out
+
+    def stop(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for p in self.procs:
+                try:
+                    os.killpg(p.pid, sig)
+                except ProcessLookupError:
+                    pass
+            t_end = time.monotonic() + 5
+            while time.monotonic() < t_end and any(p.poll() is None for p in self.procs):
+                time.sleep(0.1)
+        for pid in self.pids():          # stragglers of our groups (workers)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def __enter__(self) -> "LocalRayCluster":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
