@@ -23,7 +23,7 @@ from pathlib import Path
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from kinema4d_core import evaluation as V  # noqa: E402
-from kinema4d_core.executors import LocalExecutor, RayExecutor, import_ray, ray_env  # noqa: E402
+from kinema4d_core.executors import LocalExecutor, RayExecutor, init_private_cluster  # noqa: E402
 
 
 def main() -> int:
@@ -56,17 +56,12 @@ def main() -> int:
         return dt
 
     local = run("local", LocalExecutor())
-    ray = import_ray()
-    for k, v in ray_env().items():
-        os.environ.setdefault(k, v)
-    tmp = tempfile.mkdtemp(prefix="k4dray-", dir="/tmp")
-    ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, _temp_dir=tmp, num_cpus=2,
-             log_to_driver=False, object_store_memory=80_000_000)
+    shutdown = init_private_cluster(num_cpus=2)   # one private 127.0.0.1 cluster for both runs
     try:
         one = run("ray x1", RayExecutor(workers=1))
         two = run("ray x2", RayExecutor(workers=2))
     finally:
-        ray.shutdown()
+        shutdown()
     print(f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs")
     print(f"throughput ratio ray 2 workers / 1 worker: {one / two:.2f}x; ray 1 worker / local: {local / one:.2f}x")
     return 0

@@ -15,9 +15,10 @@ the report are identical; a rerun with either executor reuses what either comple
 folder must be visible at the same path to the driver and every worker (one host, or a shared
 file system on a multi-node cluster).
 
-Network: a private cluster (no ``address``) binds to 127.0.0.1 only, with usage stats,
-dashboard and metrics export off (``ray_env``); ``address`` joins an existing cluster (started
-with ``ray start``, see docs/batch-evaluation.md).
+Network: a private cluster (no ``address``) binds to 127.0.0.1 only (``LOOPBACK_ENV``), with
+usage stats, dashboard and metrics export off and token authentication with a secret of this run
+(no token file under ~/.ray); ``address`` joins an existing cluster (started with ``ray start``,
+see docs/batch-evaluation.md).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ Process = Callable[[Job, Path], dict[str, Any]]
 
 #: loopback: every Ray process we start binds here (the project never leaves the host)
 LOOPBACK = "127.0.0.1"
+#: object store of a private cluster: jobs pass only small data (paths, markers) through it
+OBJECT_STORE_BYTES = 200_000_000
 
 
 class LocalExecutor:
@@ -61,23 +64,44 @@ class LocalExecutor:
             bar.close()
 
 
-def ray_env(temp_dir: str | os.PathLike | None = None) -> dict[str, str]:
-    """Environment for Ray processes of this project: usage stats off, no metrics export, no
-    dashboard agent's web port, and token auth off for a private loopback cluster (a newer Ray
-    otherwise writes a token under ~/.ray). ``temp_dir``: Ray's session folder."""
-    env = {"RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_USAGE_STATS_PROMPT_ENABLED": "0",
-           "RAY_enable_metrics_collection": "0",
-           "RAY_ENABLE_RECORD_ACTOR_TASK_LOGGING": "0",
-           "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
-           "RAY_AUTH_MODE": "disabled"}
+#: RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: Ray (2.60) otherwise "resolves" 127.0.0.1 / localhost in
+#: --node-ip-address, ray.init(_node_ip_address=...) and cluster addresses to the host's routable
+#: address (ray._private.services.resolve_ip_for_localhost -> node_ip_address_from_perspective),
+#: and its servers then listen on every interface. With it, 127.0.0.1 stays 127.0.0.1 and the GCS,
+#: raylet, object manager and agents listen on 127.0.0.1 only. Real addresses are not affected.
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+                "RAY_USAGE_STATS_ENABLED": "0",
+                "RAY_USAGE_STATS_PROMPT_ENABLED": "0",
+                "RAY_enable_metrics_collection": "0",
+                "RAY_DISABLE_DOCKER_CPU_WARNING": "1"}
+
+
+def ray_env(temp_dir: str | os.PathLike | None = None, token: str | None = None) -> dict[str, str]:
+    """Environment for Ray processes of this project (``LOOPBACK_ENV``: loopback stays loopback,
+    usage stats and metrics export off). ``token``: token authentication with this secret
+    (``RAY_AUTH_MODE=token``, ``RAY_AUTH_TOKEN``): every process of the cluster and the driver
+    need the same one; passed in the environment, Ray writes no token file under ~/.ray.
+    ``temp_dir``: Ray's temp folder."""
+    env = dict(LOOPBACK_ENV)
+    if token is not None:
+        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
     if temp_dir is not None:
         env["RAY_TMPDIR"] = str(temp_dir)
     return env
 
 
+def new_auth_token() -> str:
+    """A random secret for a private cluster's token authentication."""
+    import secrets
+
+    return secrets.token_hex(32)
+
+
 def import_ray() -> Any:
-    """``import ray`` with a clear error when it is not installed."""
+    """``import ray`` (with ``LOOPBACK_ENV`` set first, unless already set otherwise), with a clear
+    error when it is not installed."""
+    for k, v in LOOPBACK_ENV.items():
+        os.environ.setdefault(k, v)
     try:
         import ray
     except ImportError as exc:
@@ -85,6 +109,22 @@ def import_ray() -> Any:
                           fix="pip install -r requirements/requirements.txt -c requirements/constraints.txt "
                               "(pins ray), or use --executor local") from exc
     return ray
+
+
+def _is_loopback(host: str) -> bool:
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
+def check_loopback_resolution() -> None:
+    """ConfigError when Ray would turn 127.0.0.1 into a routable address (Ray was imported before
+    ``LOOPBACK_ENV`` was set)."""
+    from ray._private import ray_constants
+
+    if ray_constants.ENABLE_RAY_CLUSTER:
+        raise ConfigError("Ray would resolve 127.0.0.1 to this host's network address (it was imported with "
+                          "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER unset)", field="--node-ip-address",
+                          fix="export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 before starting, or give this host's "
+                              "cluster address with --node-ip-address")
 
 
 class EpisodeWorker:
@@ -111,6 +151,41 @@ class _Failed:
 
     def __call__(self, job: Job, job_dir: Path) -> dict[str, Any]:
         raise Kinema4DError(self.reason)
+
+
+def init_private_cluster(num_cpus: float, temp_dir: str | None = None, **init_kwargs: Any) -> Callable[[], None]:
+    """``ray.init`` of a private cluster on 127.0.0.1 for this process (no dashboard, token
+    authentication with a secret of this run, session files in ``temp_dir`` or a new temp folder
+    that is removed afterwards); returns the cleanup (shutdown, environment restored)."""
+    ray = import_ray()
+    check_loopback_resolution()
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    os.environ.update(ray_env(token=new_auth_token()))
+    own_tmp = temp_dir or tempfile.mkdtemp(prefix="k4dray-", dir="/tmp")   # short: unix socket paths
+    init_kwargs = {"_node_ip_address": LOOPBACK, "log_to_driver": False, "configure_logging": False,
+                   **init_kwargs}
+    try:
+        ray.init(include_dashboard=False, _temp_dir=own_tmp, num_cpus=num_cpus,
+                 object_store_memory=OBJECT_STORE_BYTES, **init_kwargs)
+    except BaseException:
+        _restore(saved)
+        raise
+
+    def cleanup() -> None:
+        ray.shutdown()
+        _restore(saved)
+        if temp_dir is None:
+            shutil.rmtree(own_tmp, ignore_errors=True)
+
+    return cleanup
+
+
+def _restore(saved: dict[str, str | None]) -> None:
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @dataclass
@@ -149,25 +224,15 @@ class RayExecutor:
         """ray.init for this run; returns the cleanup to call afterwards."""
         if ray.is_initialized():
             return lambda: None
-        for k, v in ray_env().items():
-            os.environ.setdefault(k, v)
+        if _is_loopback(self.node_ip_address):
+            check_loopback_resolution()
         kwargs: dict[str, Any] = {"_node_ip_address": self.node_ip_address, "log_to_driver": False,
                                   "configure_logging": False}
-        own_tmp = None
         if self.address:
             ray.init(address=self.address, **kwargs)
-        else:
-            own_tmp = self.temp_dir or tempfile.mkdtemp(prefix="k4d-ray-")
-            need = self.workers * self.cpus_per_worker
-            ray.init(include_dashboard=False, _temp_dir=own_tmp, num_cpus=max(need, os.cpu_count() or 1),
-                     **kwargs)
-
-        def cleanup() -> None:
-            ray.shutdown()
-            if own_tmp is not None and self.temp_dir is None:
-                shutil.rmtree(own_tmp, ignore_errors=True)
-
-        return cleanup
+            return ray.shutdown
+        need = self.workers * self.cpus_per_worker
+        return init_private_cluster(num_cpus=max(need, os.cpu_count() or 1), temp_dir=self.temp_dir, **kwargs)
 
     # ---- running ---------------------------------------------------------------------------------
 

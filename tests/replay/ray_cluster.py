@@ -1,7 +1,15 @@
-"""A real local Ray cluster for tests and benchmarks: a head and a second node started with
-``ray start --block`` as separate processes (each in its own process group), both on 127.0.0.1
-only, usage stats off, no dashboard, session files in a private temp folder. ``stop()`` ends
-exactly the processes it started (their process groups), never other Ray processes of the host.
+"""A real local Ray cluster for tests: a head and a second node started with ``ray start --block``
+as separate processes (each in its own process group), both on 127.0.0.1 only, usage stats off,
+no dashboard, token authentication with a secret of this cluster (``auth_env``: the driver needs
+it too), session files in a private temp folder. ``stop()`` ends exactly the processes it started
+(their process groups), never other Ray processes of the host.
+
+Why the second node starts through ``_WORKER_NODE``: with ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``
+(what keeps 127.0.0.1 from being resolved to the host's network address, executors.LOOPBACK_ENV)
+``ray start --address`` refuses to start a worker node ("multi-node clusters are not supported").
+The wrapper lifts that refusal in the ``ray start`` command alone; address resolution and every
+process it starts keep the loopback setting. A real multi-node cluster uses real addresses and
+plain ``ray start`` (docs/batch-evaluation.md).
 """
 
 from __future__ import annotations
@@ -16,7 +24,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from kinema4d_core.executors import LOOPBACK, ray_env
+from kinema4d_core.executors import LOOPBACK, new_auth_token, ray_env
+
+_WORKER_NODE = """
+import sys, types
+import ray._private.ray_constants as rc
+from ray.scripts import scripts
+view = types.ModuleType("ray_constants_for_ray_start")
+view.__dict__.update(rc.__dict__)
+view.ENABLE_RAY_CLUSTER = True        # only the worker-node refusal of `ray start` reads this name
+scripts.ray_constants = view
+sys.argv[0] = "ray"
+sys.exit(scripts.main())
+"""
 
 
 def free_port() -> int:
@@ -36,16 +56,18 @@ class LocalRayCluster:
         self.temp_dir = tempfile.mkdtemp(prefix="k4dray-", dir="/tmp")   # short: unix socket paths
         self.port = free_port()
         self.address = f"{LOOPBACK}:{self.port}"
-        self.env = {**os.environ, **ray_env(self.temp_dir)}
+        self.auth_env = {k: v for k, v in ray_env(token=new_auth_token()).items() if k.startswith("RAY_AUTH")}
+        self.env = {**os.environ, **ray_env(self.temp_dir), **self.auth_env}
         self.procs: list[subprocess.Popen] = []
         self.logs: list[Path] = []
         self.head_cpus, self.node_cpus = head_cpus, node_cpus
 
-    def _start(self, args: list[str], name: str) -> None:
+    def _start(self, args: list[str], name: str, worker_node: bool = False) -> None:
         log = Path(self.temp_dir) / f"{name}.log"
         self.logs.append(log)
+        cmd = [sys.executable, "-c", _WORKER_NODE] if worker_node else [ray_cli()]
         with open(log, "wb") as f:
-            self.procs.append(subprocess.Popen([ray_cli(), "start", "--block", *args], env=self.env, stdout=f,
+            self.procs.append(subprocess.Popen([*cmd, "start", "--block", *args], env=self.env, stdout=f,
                                                stderr=subprocess.STDOUT, start_new_session=True))
 
     def start(self, timeout: float = 60.0) -> "LocalRayCluster":
@@ -55,7 +77,8 @@ class LocalRayCluster:
                      "--include-dashboard=false", "--temp-dir", self.temp_dir, *common], "head")
         self._wait_nodes(1, timeout)
         if self.node_cpus:
-            self._start(["--address", self.address, "--num-cpus", str(self.node_cpus), *common], "node")
+            self._start(["--address", self.address, "--num-cpus", str(self.node_cpus), *common], "node",
+                        worker_node=True)
             self._wait_nodes(2, timeout)
         return self
 
@@ -109,11 +132,14 @@ class LocalRayCluster:
             t_end = time.monotonic() + 5
             while time.monotonic() < t_end and any(p.poll() is None for p in self.procs):
                 time.sleep(0.1)
-        for pid in self.pids():          # stragglers of our groups (workers)
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        t_end = time.monotonic() + 15
+        while self.pids() and time.monotonic() < t_end:   # stragglers of our groups (workers)
+            for pid in self.pids():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.2)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def __enter__(self) -> "LocalRayCluster":

@@ -8,6 +8,7 @@ the local executor."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -24,9 +25,10 @@ import pytest
 from kinema4d_core import evaluation as V
 from kinema4d_core.cli import main
 
-pytest.importorskip("ray")
+from .ray_cluster import LocalRayCluster
 
-from .ray_cluster import LocalRayCluster  # noqa: E402
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                               reason="ray is not installed (pip install -r requirements/requirements.txt)")
 
 ARGS = ["--sim-benchmark", "3", "--tasks", "pick_place", "push", "--backends", "static-scene,kinema4d-tiny",
         "--steps", "2", "--no-lpips", "--quiet"]
@@ -87,10 +89,13 @@ def _episodes(path: Path) -> list[dict]:
     return json.loads(path.read_text())["episodes"]
 
 
+@needs_ray
 @pytest.mark.slow
-def test_study_on_a_two_node_ray_cluster_survives_a_killed_worker(tmp_path, caplog):
+def test_study_on_a_two_node_ray_cluster_survives_a_killed_worker(tmp_path, caplog, monkeypatch):
     ray_out, local_out = tmp_path / "ray", tmp_path / "local"
     with LocalRayCluster(head_cpus=1, node_cpus=1) as cluster:
+        for k, v in cluster.auth_env.items():      # the driver (this process) uses the cluster's token
+            monkeypatch.setenv(k, v)
         killer = _Killer(cluster, ray_out)
         killer.start()
         with caplog.at_level(logging.WARNING, logger="kinema4d.evaluation"):
