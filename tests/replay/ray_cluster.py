@@ -49,6 +49,14 @@ def ray_cli() -> str:
     return str(Path(sys.executable).with_name("ray"))
 
 
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2:].startswith("Z")
+
+
 class LocalRayCluster:
     """``head_cpus`` / ``node_cpus``: CPUs each node offers (0 for node_cpus: head only)."""
 
@@ -98,16 +106,25 @@ class LocalRayCluster:
                            + " | ".join(log.read_text()[-2000:] for log in self.logs))
 
     def pids(self) -> set[int]:
-        """Every live process of this cluster (those in the started process groups)."""
-        groups = {p.pid for p in self.procs}
-        out = set()
+        """Every live process of this cluster: the started ``ray start`` processes and all their
+        descendants (Ray workers run in sessions of their own, so process groups do not find them)."""
+        children: dict[int, list[int]] = {}
         for d in Path("/proc").iterdir():
             if d.name.isdigit():
                 try:
-                    if os.getpgid(int(d.name)) in groups:
-                        out.add(int(d.name))
-                except ProcessLookupError:
-                    pass
+                    stat = (d / "stat").read_text()
+                except OSError:
+                    continue
+                fields = stat[stat.rindex(")") + 2:].split()
+                if fields[0] != "Z":
+                    children.setdefault(int(fields[1]), []).append(int(d.name))
+        out: set[int] = set()
+        todo = [p.pid for p in self.procs]
+        while todo:
+            pid = todo.pop()
+            if pid not in out and Path(f"/proc/{pid}").exists():
+                out.add(pid)
+                todo.extend(children.get(pid, []))
         return out
 
     def processes_titled(self, prefix: str) -> list[int]:
@@ -123,23 +140,22 @@ class LocalRayCluster:
         return out
 
     def stop(self) -> None:
+        """End every process of this cluster: the whole tree is collected first (workers would be
+        re-parented once their raylet is gone), then SIGTERM, then SIGKILL."""
+        tree = self.pids()
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            for p in self.procs:
+            tree |= self.pids()
+            for pid in tree:
                 try:
-                    os.killpg(p.pid, sig)
+                    os.kill(pid, sig)
                 except ProcessLookupError:
                     pass
             t_end = time.monotonic() + 5
-            while time.monotonic() < t_end and any(p.poll() is None for p in self.procs):
+            while time.monotonic() < t_end and any(Path(f"/proc/{pid}").exists() and not _zombie(pid) for pid in tree):
                 time.sleep(0.1)
-        t_end = time.monotonic() + 15
-        while self.pids() and time.monotonic() < t_end:   # stragglers of our groups (workers)
-            for pid in self.pids():
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.2)
+        for p in self.procs:
+            p.wait(timeout=5)
+        self.left = {pid for pid in tree if Path(f"/proc/{pid}").exists() and not _zombie(pid)}
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def __enter__(self) -> "LocalRayCluster":
