@@ -282,7 +282,10 @@ class RayExecutor:
         finally:
             bar.close()
             for a in self.actors:
-                ray.kill(a, no_restart=True)
+                try:
+                    ray.kill(a, no_restart=True)
+                except Exception:  # already gone
+                    pass
             self.actors = []
             cleanup()
 
