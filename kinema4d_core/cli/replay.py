@@ -70,8 +70,8 @@ def add_executor_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, default=1,
                    help="ray: worker actors = model replicas running at once (default 1)")
     g.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
-                   help="ray: GPUs each worker reserves (default 0; a 14B kinema4d replica needs 1 to 2, "
-                        "see docs/batch-evaluation.md)")
+                   help="ray: GPUs each worker reserves (default 0; a 14B kinema4d replica needs 1, or 0.5 to share "
+                        "a 141 GB GPU; see docs/batch-evaluation.md)")
     g.add_argument("--cpus-per-worker", type=float, default=1.0, metavar="C",
                    help="ray: CPUs each worker reserves (default 1)")
     g.add_argument("--node-ip-address", default="127.0.0.1",
