@@ -157,10 +157,11 @@ def init_private_cluster(num_cpus: float, temp_dir: str | None = None, **init_kw
     """``ray.init`` of a private cluster on 127.0.0.1 for this process (no dashboard, token
     authentication with a secret of this run, session files in ``temp_dir`` or a new temp folder
     that is removed afterwards); returns the cleanup (shutdown, environment restored)."""
-    ray = import_ray()
-    check_loopback_resolution()
     saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
     os.environ.update(ray_env(token=new_auth_token()))
+    ray = import_ray()
+    _reload_ray_config()      # Ray reads RAY_AUTH_MODE into its cached config when imported
+    check_loopback_resolution()
     own_tmp = temp_dir or tempfile.mkdtemp(prefix="k4dray-", dir="/tmp")   # short: unix socket paths
     init_kwargs = {"_node_ip_address": LOOPBACK, "log_to_driver": False, "configure_logging": False,
                    **init_kwargs}
@@ -186,6 +187,15 @@ def _restore(saved: dict[str, str | None]) -> None:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+    _reload_ray_config()
+
+
+def _reload_ray_config() -> None:
+    """Make Ray's cached config read the environment again (as Ray itself does when it turns on
+    token authentication)."""
+    from ray._raylet import Config
+
+    Config.initialize("")
 
 
 @dataclass
