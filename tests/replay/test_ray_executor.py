@@ -163,3 +163,21 @@ def test_executor_arguments_are_checked(tmp_path):
     assert main(["evaluate", out, "--executor", "ray"]) == 2                                # runs no episodes
     assert main(["evaluate", out, "--sim-benchmark", "1", "--executor", "ray", "--workers", "0"]) == 2
     assert not (tmp_path / "x").exists()
+
+
+@needs_ray
+@pytest.mark.slow
+def test_private_cluster_from_the_cli_and_resume_with_the_local_executor(tmp_path):
+    """`--executor ray` without --address: a private 127.0.0.1 cluster for the run (token auth in
+    the environment, nothing under ~/.ray); the local executor then reuses every completed job."""
+    out = tmp_path / "study"
+    home_ray = Path.home() / ".ray" / "auth_token"
+    had_token = home_ray.exists()
+    args = ["evaluate", str(out), "--sim-benchmark", "1", "--tasks", "push", "--frames", "5", "--no-lpips", "--quiet"]
+    assert main([*args, "--executor", "ray", "--workers", "1"]) == 0
+    assert home_ray.exists() == had_token
+    markers = _markers(out)
+    assert len(markers) == 1 and json.loads(next(iter(markers)).read_text())["status"] == "ok"
+    assert "RAY_AUTH_TOKEN" not in os.environ
+    assert main(args) == 0
+    assert _markers(out) == markers        # completed on Ray: never recomputed by the local executor
