@@ -47,6 +47,11 @@ ARGUMENTS: tuple[Argument, ...] = (
     Argument("output_root", "runs", "Folder receiving one run folder per simulation."),
     Argument("use_sim_time", "false", "Use /clock (true for replay; optional for sim)."),
     Argument("rviz", "false", "Start RViz2 with config/kinema4d.rviz (launch files only)."),
+    Argument("domain_id", "", "ROS_DOMAIN_ID (empty: sim/replay and real with loopback a fresh random id in "
+             "1..101; real: the user's ROS_DOMAIN_ID)."),
+    Argument("loopback", "false", "Real: keep discovery on loopback with a private domain (sim and replay "
+             "always do); false joins the user's ROS graph with their ROS_DOMAIN_ID, discovery range, "
+             "RMW and DDS profile.", ("real",)),
     Argument("task", "push", "Scripted sim task: push | pick_place.", ("sim",)),
     Argument("seed", "2", "Seed of the first sim episode (push: 2 succeeds, 0 fails).", ("sim",)),
     Argument("bag", "", "rosbag2 folder or .mcap/.db3 file to replay.", ("replay",)),
@@ -126,6 +131,28 @@ def defaults(mode: str) -> dict[str, str]:
     return out
 
 
+def uses_loopback(mode: str, args: Mapping[str, str] | None = None) -> bool:
+    """Environment rule of a bring-up (see ros_env): loopback for sim / replay and ``real`` with
+    ``loopback:=true``; the user's environment for ``real``."""
+    a = resolve_args(mode, args)
+    return mode != "real" or _bool(a.get("loopback", "false"), "loopback")
+
+
+def domain_arg(mode: str, args: Mapping[str, str] | None = None) -> int | None:
+    """The ``domain_id`` argument as int (None when empty); ConfigError naming it when invalid."""
+    text = resolve_args(mode, args).get("domain_id", "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 232:
+        raise ConfigError(f"domain_id '{text}' is not a ROS domain id", field="domain_id",
+                          fix="use an integer in 1..101 (0..232 is valid ROS, above 101 risks port clashes)")
+    return value
+
+
 def check_mode(mode: str) -> None:
     if mode not in MODES:
         raise ConfigError(f"unknown mode '{mode}'", field="mode", fix=f"use one of {MODES}")
@@ -195,6 +222,8 @@ def rviz_config() -> Path:
 def check_args(mode: str, args: Mapping[str, str]) -> None:
     """Fail early, naming the argument, when a required file is missing."""
     a = resolve_args(mode, args)
+    domain_arg(mode, a)
+    uses_loopback(mode, a)
     if not a["calibration"]:
         raise ConfigError("no calibration file", field="calibration",
                           fix="pass --calibration PATH (a camera calibration yaml)")
