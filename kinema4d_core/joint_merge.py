@@ -157,23 +157,23 @@ class JointMerger:
         pos = np.asarray(sample.positions, dtype=np.float64).reshape(-1)
         where = f"{sample.source}"
         if len(names) != pos.shape[0]:
-            raise InputError(f"{where}: {len(names)} names but {pos.shape[0]} positions", field=f"{where}.position",
+            raise InputError(f"{len(names)} names but {pos.shape[0]} positions", field=f"{where}.position",
                              fix="publish one position per name")
         mapped = [self.naming.config_name(n) for n in names]
         if len(set(mapped)) != len(mapped):
             dup = sorted({m for m in mapped if mapped.count(m) > 1})
-            raise InputError(f"{where}: joints {dup} appear more than once (after renaming)", field=f"{where}.name",
+            raise InputError(f"joints {dup} appear more than once (after renaming)", field=f"{where}.name",
                              fix=f"publish each joint once; check {P_MAP} / {P_PREFIX}")
         ignored = tuple(n for n, m in zip(names, mapped) if m not in self._index and m not in self.extra_known)
         used = [(i, self._index[m]) for i, m in enumerate(mapped) if m in self._index]
         if not used or (self.strict and ignored):
-            what = "none of the robot's joints" if not used else "joints the robot does not have"
-            raise InputError(f"{where}: {what}: got {list(ignored) or names}", field=f"{where}.name",
+            what = " (none of the robot's joints)" if not used else ""
+            raise InputError(f"unknown joints {list(ignored) or names}{what}", field=f"{where}.name",
                              fix=f"set {P_PREFIX} (e.g. 'fr3_:panda_') or {P_MAP} (driver:config pairs) so they "
                                  f"map onto {list(self.robot_joints)}")
         bad = [names[i] for i, _ in used if not np.isfinite(pos[i])]
         if bad:
-            raise InputError(f"{where}: non-finite positions for {bad}", field=f"{where}.position",
+            raise InputError(f"non-finite positions for {bad}", field=f"{where}.position",
                              fix="publish finite joint positions")
         stamp = float(sample.stamp)
         for i, j in used:
