@@ -17,7 +17,7 @@ CALIBRATION = "calibration/sim_camera.yaml"
 GRIPPER_TOPIC = "franka_gripper/joint_states"
 
 
-def _io(client):
+def _io(client, topics=("joint_states", GRIPPER_TOPIC)):
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import String
 
@@ -29,9 +29,9 @@ def _io(client):
     node.create_subscription(Image, "kinema4d/robot_mask", got["mask"].append, qos.stream_in(5))
     node.create_subscription(String, "kinema4d/projector/status", lambda m: got["status"].append(json.loads(m.data)),
                              qos.LATCHED)
-    pubs = {t: node.create_publisher(JointState, t, 10) for t in ("joint_states", GRIPPER_TOPIC)}
+    pubs = {t: node.create_publisher(JointState, t, 10) for t in topics}
     wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 20,
-             "projector_node to subscribe to both joint state topics")
+             f"projector_node to subscribe to {list(topics)}")
     return got, pubs
 
 
@@ -114,7 +114,7 @@ def test_fixed_gripper_value_and_a_future_stamp_does_not_block_later_states(fixe
     from kinema4d_ros.conversions import stamp_to_seconds
 
     proc, client = fixed_gripper_projector
-    got, pubs = _io(client)
+    got, pubs = _io(client, ("joint_states",))
     robot = load_robot("panda")
     arm = list(robot.joint_names[:7])
     q = robot.home()[:7]
