@@ -135,3 +135,31 @@ def test_fixed_gripper_value_and_a_future_stamp_does_not_block_later_states(fixe
     assert stamps == sorted(stamps)
     assert "clock_skew_tolerance_s" in proc.output()
     assert proc.alive()
+
+
+def test_real_bringup_arguments_reach_every_joint_input_node():
+    from kinema4d_ros import graph
+
+    args = {"gripper_joint_states_topic": "/franka_gripper/joint_states", "joint_name_prefix": "fr3_:panda_",
+            "fixed_joint_values": "panda_finger_joint1:0.04"}
+    specs = {s.name: s for s in graph.nodes_for("real", args)}
+    for name in ("projector_node", "inference_node", "calibration_node"):
+        p = specs[name].parameters
+        assert p["joint_state_topics"] == ["joint_states", "/franka_gripper/joint_states"], name
+        assert p["joint_name_prefix"] == "fr3_:panda_" and p["fixed_joint_values"] == "panda_finger_joint1:0.04"
+        ros_args = specs[name].ros_args()
+        assert "joint_state_topics:=[joint_states, /franka_gripper/joint_states]" in ros_args
+    assert "joint_state_topics" not in {k for s in graph.nodes_for("real") for k in s.parameters}
+
+
+def test_joint_input_parameters_are_described_and_checked():
+    from kinema4d_ros.params import JOINT_INPUT_PARAMS, STAMP_PARAMS
+
+    specs = {s.name: s for s in (*JOINT_INPUT_PARAMS, *STAMP_PARAMS)}
+    assert all(s.description for s in specs.values())
+    assert "fixed_joint_values" in specs["fixed_joint_values"].error("panda_finger_joint1:wide")
+    assert specs["fixed_joint_values"].error(["panda_finger_joint1:0.04", "x:1"]) is None
+    assert "joint_name_map" in specs["joint_name_map"].error("fr3_joint1")
+    assert "at least one" in specs["joint_state_topics"].error([""])
+    assert "twice" in specs["joint_state_topics"].error(["a", "a"])
+    assert specs["stamp_reset_jump_s"].error(0.0) and specs["clock_skew_tolerance_s"].error(-1.0)
