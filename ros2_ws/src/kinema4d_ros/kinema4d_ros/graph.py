@@ -224,8 +224,8 @@ def nodes_for(mode: str, args: Mapping[str, str] | None = None) -> list[NodeSpec
         calibration_params["overlay_period_s"] = 0.0    # the sim has exact extrinsics; save CPU
     nodes += [
         NodeSpec("calibration_node", "calibration_node", str(cfg / "calibration.yaml"), calibration_params, remaps),
-        NodeSpec("projector_node", "projector_node", str(cfg / "projector.yaml"), {**common, **robot_cal, **joint_input},
-                 remaps),
+        NodeSpec("projector_node", "projector_node", str(cfg / "projector.yaml"),
+                 {**common, **robot_cal, **joint_input}, remaps),
         NodeSpec("inference_node", "inference_node", str(cfg / "inference.yaml"), inference, remaps),
         NodeSpec("robot_state_node", "robot_state_node", str(cfg / "robot_state.yaml"),
                  {**common, "robot": a["robot"]}, remaps),
