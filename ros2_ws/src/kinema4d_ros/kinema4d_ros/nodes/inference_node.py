@@ -17,6 +17,7 @@
 |---|---|---|
 | robot | panda | robot config name or yaml path (read-only) |
 | calibration_file | "" | camera calibration yaml (intrinsics + T_base_camera); required to simulate |
+| calibration_source | file | T_base_camera from calibration_file (file) or looked up in TF, base frame -> optical frame (tf; kinema4d_ros.camera_tf) |
 | backend | static-scene | kinema4d, kinema4d-tiny or static-scene (baseline); loaded once at start (read-only) |
 | base_path / checkpoint_path / variant / device / dtype / offload | | backend options ("" = backend default) |
 | output_root | runs | run folders are written to <output_root>/<run-id>/ |
@@ -65,6 +66,7 @@ from kinema4d_core.registry import backend_names, options_from_params
 from kinema4d_core.rollout import frame_points
 from kinema4d_interfaces.action import Simulate
 from kinema4d_ros import qos
+from kinema4d_ros.camera_tf import CALIBRATION_SOURCE_PARAMS, CameraPose
 from kinema4d_ros.conversions import (image_to_numpy, image_to_rgb, numpy_to_image,
                                       points_to_cloud, stamp_to_seconds)
 from kinema4d_ros.diagnostics import Health, steady_timer
@@ -78,6 +80,7 @@ PARAMS = (
     ParamSpec("robot", "panda", "Robot config name (urdf/<name>.yaml) or path to a robot yaml.", read_only=True),
     ParamSpec("calibration_file", "", "Camera calibration yaml (intrinsics and T_base_camera).",
               check=lambda p: f"calibration_file '{p}' does not exist" if p and not Path(p).is_file() else None),
+    *CALIBRATION_SOURCE_PARAMS,
     ParamSpec("backend", "static-scene", "Generation backend, loaded once at start.", choices=BACKENDS,
               read_only=True),
     ParamSpec("base_path", "", "Wan2.1 I2V base folder (backend kinema4d).", read_only=True),
@@ -142,6 +145,7 @@ class InferenceNode(Node):
         self._record_image: Image | None = None
         self._threads: list[threading.Thread] = []
         self.backend = self._make_backend()
+        self.pose = CameraPose(self, self.p["calibration_source"])
 
         group = ReentrantCallbackGroup()
         self.create_subscription(Image, "camera/image_raw", self._on_image, qos.SENSOR_IN, callback_group=group)
@@ -172,6 +176,8 @@ class InferenceNode(Node):
                 self.camera = optional_calibration(changed["calibration_file"], self.robot)
             except Kinema4DError as exc:
                 return str(exc)
+        if "calibration_source" in changed:
+            self.pose.source = changed["calibration_source"]
         self.p.update(changed)
         return None
 
@@ -386,7 +392,7 @@ class InferenceNode(Node):
         root = Path(self.p["output_root"])
         out = Path(output_dir) if output_dir else root / run_id
         return Job(run_id=run_id, source=source, output_dir=out.resolve(), trajectory=traj, first_frame=rgb,
-                   first_depth=depth, frame_id=image.header.frame_id or self.camera.child_frame, options=options)
+                   first_depth=depth, frame_id=self.camera.child_frame, options=options)   # the optical frame in TF
 
     def _request(self, job: Job, progress: Callable):
         """The job as a ``kinema4d_core.service.EpisodeRequest`` (the service applies every rule)."""
@@ -394,7 +400,7 @@ class InferenceNode(Node):
 
         o = job.options
         progress("projecting", 0, int(getattr(self.backend, "num_frames", self.p["n_frames"])))
-        return EpisodeRequest(first_frame=job.first_frame, robot=self.robot, camera=self.camera,
+        return EpisodeRequest(first_frame=job.first_frame, robot=self.robot, camera=self.pose.resolve(self.camera),
                               trajectory=job.trajectory, first_depth=job.first_depth,
                               rescale_to_stream=bool(self.p.get("rescale_to_stream", False)),
                               stream_source="camera/image_raw", calibration_source=self.p["calibration_file"],
