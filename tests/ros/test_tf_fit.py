@@ -121,7 +121,7 @@ def test_bringup_real_fits_the_robot_computers_tf_tree(ros_env, tmp_path, repo_r
         client.node.create_subscription(Image, "kinema4d/robot_mask", masks.append, qos.stream_in(5))
         wait_for(lambda: rec.latest(camera.parent_frame, "camera_link") is not None, 30,
                  f"{camera.parent_frame} -> camera_link on /tf_static")
-        wait_for(lambda: points and masks, 60, "a robot pointmap rendered with the TF calibration")
+        wait_for(lambda: points and masks, 120, "a robot pointmap rendered with the TF calibration")
         time.sleep(3.0)                                   # collect /tf for a few seconds more
 
         parents = rec.parents()
