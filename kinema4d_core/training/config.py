@@ -164,6 +164,8 @@ def _check(cfg: TrainConfig) -> None:
         ("model.scratch_init", m.scratch_init in ("base", "random"), "base or random"),
         ("model.transformer", m.mode == "scratch" or not m.transformer,
          "empty in finetune mode (the size comes from the base folder); set model.mode=scratch"),
+        ("model.scratch_init", not (m.transformer and m.scratch_init == "base"),
+         "random when model.transformer changes the size (the base weights no longer fit)"),
         ("model.checkpoint", m.mode == "finetune" or m.checkpoint is None,
          "null in scratch mode (a released checkpoint is fine-tuned: model.mode=finetune)"),
         ("data.sim.tasks", all(x in TASKS for x in d.sim.tasks), f"a list of {list(TASKS)}"),

@@ -133,7 +133,7 @@ def build_model(cfg: Any) -> ModelBundle:
     if m.mode == "scratch":
         torch.manual_seed(cfg.train.seed)
         model = Kinema4DTransformer3DModel(**kcfg)
-        if m.scratch_init == "base" and not m.transformer:
+        if m.scratch_init == "base":
             load_weights_from_files(model, transformer_weight_files(base / "transformer"), fresh_added_weights(model),
                                     dtype=torch.float32, device="cpu")
     else:
