@@ -69,8 +69,7 @@ def export_checkpoint(model: torch.nn.Module, bundle: Any, out_dir: str | Path, 
     from safetensors.torch import save_file
 
     from kinema4d_core.io import StagedOutput
-    from kinema4d_core.model.checkpoint import (ADDED_FILE, LORA_FILE, added_weight_names, split_lora_state,
-                                                transformer_weight_files)
+    from kinema4d_core.model.checkpoint import ADDED_FILE, LORA_FILE, added_weight_names, split_lora_state
     from kinema4d_core.model.config import CHECKPOINT_FOLDER, FULL_ARM, KINEMA4D_CONFIG_NAME
 
     out_dir = Path(out_dir)
@@ -104,7 +103,6 @@ def export_checkpoint(model: torch.nn.Module, bundle: Any, out_dir: str | Path, 
                 if rel.parts[0] == "transformer":
                     continue
                 shutil.copy2(file, st.path(f"base/{rel.as_posix()}"))
-            transformer_weight_files(st.path("base/transformer"))   # layout check
         st.path("training_info.json").write_text(json.dumps(_json(info or {}), indent=2))
     return out_dir / folder
 

@@ -21,7 +21,6 @@ def fixed_loss(model, shards, names_out, seed=123, repeats=6) -> float:
     """Flow-matching loss on the training samples with fixed noise and timesteps (no randomness left)."""
     ds = CachedDataset(shards, exclude=names_out)
     batch = collate([ds[i] for i in range(len(ds))])
-    batch["robot_mask"] = batch["robot_mask"]
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         return float(np.mean([flow_matching_loss(model, batch, g, 3.0, torch.device("cpu")).item()
@@ -43,6 +42,7 @@ def simulate_with(backend):
                             backend)
 
 
+@pytest.mark.slow   # ~20 s on 2 cores (30 steps, the first test to fill the shared latent cache)
 def test_scratch_overfits_exports_and_simulates(tmp_path, tiny_preset, robo4d_root, shared_cache):
     from kinema4d_core.backends import TinyBackend
     from kinema4d_core.training.model_setup import build_model
