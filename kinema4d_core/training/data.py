@@ -218,7 +218,8 @@ def replay_sample(name: str, job_dir: Path, geometry: ModelGeometry) -> TrainSam
         gt = {k: z[k] for k in z.files}
     if "joint_names" not in gt:
         raise InputError(f"{job_dir / GT_FILE} has no joint_names", field="data.replay",
-                         fix="re-run `kinema4d replay` with this version (it stores the joint names)")
+                         fix="replay the bag again with this version into a new output folder (ground_truth.npz "
+                             "now stores the joint names)")
     robot = load_robot(report["robot"])
     camera = load_calibration(report["calibration"])
     stamps = np.asarray(gt["stamps"], np.float64)
