@@ -227,11 +227,8 @@ def replay_sample(name: str, job_dir: Path, geometry: ModelGeometry) -> TrainSam
                            stamps)
     rgb = gt["rgb"]
     if len(rgb) != geometry.num_frames:
-        from kinema4d_core.episodes import uniform_indices
-
-        idx = uniform_indices(len(rgb), geometry.num_frames)
-        rgb, stamps = rgb[idx], stamps[idx]
-        gt["depth"] = gt["depth"][idx] if "depth" in gt else None
+        raise InputError(f"{job_dir.name} holds {len(rgb)} frames, the model trains on {geometry.num_frames}",
+                         field="data.replay", fix=f"replay with `kinema4d replay --frames {geometry.num_frames}`")
     return sample_from_recording(name, rgb, gt.get("depth"), stamps, traj, robot, camera, geometry,
                                  meta={"source": "replay", "folder": str(job_dir)}, rescale_to_stream=True)
 
