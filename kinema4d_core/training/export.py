@@ -60,10 +60,12 @@ def zero_lora(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def export_checkpoint(model: torch.nn.Module, bundle: Any, out_dir: str | Path, *,
-                      overrides: dict[str, torch.Tensor] | None = None, info: dict | None = None) -> Path:
+                      overrides: dict[str, torch.Tensor] | None = None, info: dict | None = None,
+                      state: dict[str, torch.Tensor] | None = None) -> Path:
     """Write ``model`` (an unwrapped transformer from ``model_setup.build_model``) into ``out_dir``.
 
-    overrides: parameter name -> tensor used instead of the model's (the EMA weights). Returns the
+    state: the full state dict when ``model`` is sharded (``accelerator.get_state_dict``); default
+    ``model.state_dict()``. overrides: parameter name -> tensor used instead (the EMA weights). Returns the
     variant folder. The written LoRA is checked with the loader's own strict rules before anything
     is moved into place."""
     from safetensors.torch import save_file
@@ -73,7 +75,7 @@ def export_checkpoint(model: torch.nn.Module, bundle: Any, out_dir: str | Path, 
     from kinema4d_core.model.config import CHECKPOINT_FOLDER, FULL_ARM, KINEMA4D_CONFIG_NAME
 
     out_dir = Path(out_dir)
-    state = {k: v for k, v in model.state_dict().items()}
+    state = dict(state if state is not None else model.state_dict())
     state.update(overrides or {})
     added = {n: state[n].detach().float().cpu().contiguous() for n in sorted(added_weight_names(model))}
     if bundle.mode == "finetune":

@@ -6,7 +6,7 @@ finetune: base transformer weights (+ the Kinema4D checkpoint's added weights wh
   from the config; from the checkpoint's LoRA when one is given) + every added weight (robot
   layers, 4DNeX and robot domain embeddings) trainable.
 scratch: the Kinema4D architecture from the base transformer config (+ ``model.transformer``
-  overrides), all parameters trainable, no LoRA.
+  overrides), all parameters trainable except the unused text embedder, no LoRA.
 """
 
 from __future__ import annotations
@@ -111,6 +111,9 @@ def set_trainable(model: torch.nn.Module, mode: str) -> list[str]:
 
     if mode == "scratch":
         model.requires_grad_(True)
+        # never called (the robot tokens replace the text context): no gradient, and DDP would
+        # otherwise stop on parameters that take no part in the loss
+        model.condition_embedder.text_embedder.requires_grad_(False)
     else:
         added = added_weight_names(model)
         for name, p in model.named_parameters():

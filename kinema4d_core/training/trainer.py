@@ -322,6 +322,13 @@ def train(cfg: Any, *, resume: bool = False, log: Callable[[str], None] = print,
     n_trainable = sum(p.numel() for p in params)
     log(f"[train] {bundle.mode}: {n_trainable:,} trainable parameters, {len(dataset)} samples, device {device}, "
         f"{accelerator.num_processes} process(es), mixed precision {tc.mixed_precision}")
+    sharded = accelerator.distributed_type.value in ("FSDP", "DEEPSPEED")
+    if sharded and tc.validate_every:
+        log("[train] validation rollouts are skipped with FSDP/DeepSpeed (the model is sharded); "
+            "render them from the export with `kinema4d simulate`")
+    if sharded and ema is not None:
+        raise ConfigError("EMA is not supported with FSDP/DeepSpeed here", field="optim.ema_decay",
+                          fix="set optim.ema_decay=0, or train with DDP")
     steps_done = 0
     last_log = time.monotonic()
     while result.step < tc.steps:
@@ -365,20 +372,21 @@ def train(cfg: Any, *, resume: bool = False, log: Callable[[str], None] = print,
         if (tc.checkpoint_every and result.step % tc.checkpoint_every == 0) or last:
             result.checkpoint = save_checkpoint(accelerator, tc.output_dir, result.step, tc.keep_checkpoints,
                                                 {"loss": loss_mean, "mode": bundle.mode})
-        if writer is not None and tc.validate_every and (result.step % tc.validate_every == 0
+        if writer is not None and tc.validate_every and not sharded and (result.step % tc.validate_every == 0
                                                           or result.step == tc.steps) and val_files:
             result.validation_videos += validation_rollouts(accelerator.unwrap_model(model), bundle, val_files,
                                                             result.step, cfg, encoder_holder, writer)
         if last:
             break
     accelerator.wait_for_everyone()
+    full_state = accelerator.get_state_dict(model) if result.step >= tc.steps else None   # gathers FSDP shards
     if result.step >= tc.steps and accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
         overrides = None
         if ema is not None and tc.export_ema:
             overrides = {n: ema.shadow[n].to(dict(unwrapped.named_parameters())[n].dtype) for n in ema.shadow}
         result.export_dir = cfg.export_dir
-        export_checkpoint(unwrapped, bundle, cfg.export_dir, overrides=overrides,
+        export_checkpoint(unwrapped, bundle, cfg.export_dir, overrides=overrides, state=full_state,
                           info={"step": result.step, "mode": bundle.mode, "ema": overrides is not None,
                                 "final_loss": result.losses.get(result.step), "config": cfg.to_dict()})
         log(f"[train] exported {cfg.export_dir}")
