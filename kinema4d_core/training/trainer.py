@@ -168,6 +168,13 @@ def save_checkpoint(accelerator: Any, output_dir: Path, step: int, keep: int, ex
     return final
 
 
+def _names_digest(names) -> str:
+    """Short digest of the trainable parameter names (a resumed run must train the same set)."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:16]
+
+
 # ------------------------------------------------------------------------------------ result
 @dataclass
 class TrainResult:
@@ -310,9 +317,19 @@ def train(cfg: Any, *, resume: bool = False, log: Callable[[str], None] = print,
 
         write_text(tc.output_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
     result = TrainResult(step=0)
+    trainable_id = _names_digest(n for n, _ in named)
     if resume:
         step0, folder = existing[-1]
-        accelerator.load_state(str(folder))
+        saved = json.loads((folder / STATE_FILE).read_text()).get("trainable")
+        if saved is not None and saved != trainable_id:
+            raise ConfigError(f"{folder} was trained with another set of trainable parameters (mode, LoRA rank, "
+                              "model size or code version differ)", field="--resume",
+                              fix="resume with the configuration that wrote it, or start a new train.output_dir")
+        try:
+            accelerator.load_state(str(folder))
+        except (ValueError, RuntimeError, KeyError) as exc:
+            raise ConfigError(f"{folder} does not fit this configuration ({exc})", field="--resume",
+                              fix="resume with the configuration that wrote it, or start a new train.output_dir") from exc
         result.step = result.resumed_from = step0
         log(f"[train] resumed from {folder} (step {step0})")
     writer = _writer(tc.output_dir) if accelerator.is_main_process else None
@@ -371,7 +388,8 @@ def train(cfg: Any, *, resume: bool = False, log: Callable[[str], None] = print,
         last = result.step == tc.steps or (stop_after is not None and steps_done >= stop_after)
         if (tc.checkpoint_every and result.step % tc.checkpoint_every == 0) or last:
             result.checkpoint = save_checkpoint(accelerator, tc.output_dir, result.step, tc.keep_checkpoints,
-                                                {"loss": loss_mean, "mode": bundle.mode})
+                                                {"loss": loss_mean, "mode": bundle.mode,
+                                                 "trainable": trainable_id})
         if writer is not None and tc.validate_every and not sharded and (result.step % tc.validate_every == 0
                                                           or result.step == tc.steps) and val_files:
             result.validation_videos += validation_rollouts(accelerator.unwrap_model(model), bundle, val_files,
