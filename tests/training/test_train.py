@@ -88,6 +88,10 @@ def test_resume_continues_exactly(tmp_path, tiny_preset, robo4d_root, shared_cac
         assert first.losses[step] == full.losses[step]
     for step in (3, 4):
         assert second.losses[step] == full.losses[step]
+    # a checkpoint of another trainable set (here: scratch) is refused on --resume, naming the fix
+    other = tiny_config(tmp_path / "b", tiny_preset, robo4d_root, shared_cache, "train.steps=6", mode="finetune")
+    with pytest.raises(Exception, match="another set of trainable parameters"):
+        train(other, resume=True, log=lambda s: None)
     a = load_file(str(full_cfg.export_dir / "kinema4d_ckpt" / ADDED_FILE))
     b = load_file(str(cfg.export_dir / "kinema4d_ckpt" / ADDED_FILE))
     assert all(torch.equal(a[k], b[k]) for k in a)
