@@ -138,3 +138,22 @@ def test_finetune_lora_targets_trainable_set_and_round_trip(tmp_path, tiny_prese
     backend = Kinema4DBackend(tiny_preset / "base", cfg.export_dir, device="cpu", dtype="fp32")
     rollout = simulate_with(backend)
     assert rollout.rgb.shape == (49, 48, 96, 3) and np.isfinite(rollout.pointmap_normalized).all()
+
+
+def test_finetune_from_a_released_layout_checkpoint(tmp_path, tiny_preset, robo4d_root, shared_cache):
+    """model.checkpoint: its added weights are loaded and its LoRA becomes the trainable adapter (at 0.5)."""
+    from kinema4d_core.training.export import lora_state_for_export
+    from kinema4d_core.training.model_setup import build_model
+
+    cfg = tiny_config(tmp_path, tiny_preset, robo4d_root, shared_cache, f"model.checkpoint={tiny_preset}",
+                      mode="finetune")
+    bundle = build_model(cfg)
+    model = bundle.transformer
+    assert bundle.lora_rank == 4 and bundle.lora_alpha == 2.0                 # rank from the file, scale 0.5
+    added = load_file(str(tiny_preset / "kinema4d_ckpt" / ADDED_FILE))
+    params = dict(model.named_parameters())
+    assert all(torch.equal(params[k], v) for k, v in added.items())
+    lora = load_file(str(tiny_preset / "kinema4d_ckpt" / LORA_FILE))
+    exported = lora_state_for_export(model.state_dict(), bundle.lora_rank, bundle.lora_alpha)
+    assert set(exported) == set(lora) and all(torch.equal(exported[k], lora[k]) for k in lora)   # exports as loaded
+    assert all(p.requires_grad for n, p in params.items() if ".lora_" in n)
