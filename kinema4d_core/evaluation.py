@@ -166,7 +166,8 @@ def simulate_sensor_episode(episode: Any, cfg: PipelineConfig, job_dir: Path, ca
     checked against the calibration (``cfg.rescale_to_stream`` allows another image size).
     Writes ``job_dir/rollout.npz`` (+ videos, via rollout.save_rollout), ``ground_truth.npz``
     (recorded rgb and depth at the stream size with that camera's K, the robot mask at the
-    generated size, T_base_camera, frame stamps) and, with ``cfg.write_bag``, ``job_dir/rollout_bag``.
+    generated size, T_base_camera, frame stamps, joint positions at those frames and their joint
+    names: what ``kinema4d train`` needs to use the folder as training data) and, with ``cfg.write_bag``, ``job_dir/rollout_bag``.
     Returns a summary for the report. camera: a CameraModel to use instead of loading
     ``cfg.calibration``. resources: the process's loaded robots/calibrations/backends (a new
     ``Resources`` when None: everything is loaded for this call alone).
@@ -198,7 +199,8 @@ def simulate_sensor_episode(episode: Any, cfg: PipelineConfig, job_dir: Path, ca
     save_rollout(rollout, job_dir)
     stream_camera = prepared.stream_camera
     gt = {"rgb": rgb, "stamps": stamps, "robot_mask": np.asarray(prepared.condition.mask), "K": stream_camera.K,
-          "T_base_camera": stream_camera.T_base_camera, "joint_positions": np.asarray(episode.joint_positions)}
+          "T_base_camera": stream_camera.T_base_camera, "joint_positions": np.asarray(episode.joint_positions),
+          "joint_names": np.array([str(n) for n in episode.joint_names])}
     if depth is not None:
         gt["depth"] = depth.astype(np.float32)
     with StagedOutput(job_dir) as st:

@@ -109,21 +109,32 @@ class Kinema4DPipeline(DiffusionPipeline):
         return torch.cat([mask, latent], dim=1)
 
     def prepare_robot(self, robot_pointmap01: np.ndarray, robot_mask: np.ndarray,
-                      robot_rgb: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+                      robot_rgb: np.ndarray | None, variant: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Robot latents + latent mask.
 
         rgb-pm: latents (1, 16, F, h, 2w) = [VAE(robot RGB) | pm-norm(VAE(robot pointmap))], mask
         (1, 4, F, h, 2w) tiled over both halves. pm: (1, 16, F, h, w) and (1, 4, F, h, w).
+        variant: default the transformer's ``robot_condition`` (training's latent cache passes it,
+        having no transformer loaded).
         """
         device = self._execution_device
         pm_latent = self.normalize_pointmap_latent(self.vae_encode(_to_video(robot_pointmap01)))
         mask = latent_robot_mask(robot_mask).to(device)
-        if self.transformer.config.robot_condition == "pm":
+        if (variant or self.transformer.config.robot_condition) == "pm":
             return pm_latent, mask
         if robot_rgb is None:
             raise ValueError("variant rgb-pm needs the robot RGB video")
         rgb_latent = self.vae_encode(_to_video(robot_rgb.astype(np.float32) / 255.0))
         return torch.cat([rgb_latent, pm_latent], dim=-1), torch.cat([mask, mask], dim=-1)
+
+    @torch.no_grad()
+    def encode_target(self, rgb01: np.ndarray, pointmap01: np.ndarray) -> torch.Tensor:
+        """Inverse of :meth:`decode` (training target): RGB and pointmap videos (T, H, W, 3) in [0, 1]
+        -> [RGB | XYZ] latent (1, 16, F, h, 2w), encoded at once as one width-concatenated video,
+        with the pointmap normalization applied to the XYZ half."""
+        z = self.vae_encode(_to_video(np.concatenate([rgb01, pointmap01], axis=2)))
+        half = z.shape[-1] // 2
+        return torch.cat([z[..., :half], self.normalize_pointmap_latent(z[..., half:])], dim=-1)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
