@@ -129,6 +129,8 @@ def tiny_runs(tiny_dir):
     from .model_helpers import synthetic_condition
     from kinema4d_core.model.config import TINY_ARM
 
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)        # module fixtures run before conftest's per-test one-thread fixture
     condition = synthetic_condition()
     first = np.random.default_rng(1).integers(0, 256, (TINY_ARM.height, TINY_ARM.width, 3), dtype=np.uint8)
     req = GenerationRequest(first, condition, steps=3, seed=5, guidance=5.0, guidance_mode="faithful")
@@ -146,6 +148,7 @@ def tiny_runs(tiny_dir):
 
         pipe.transformer.forward = spy
         out[key] = (backend.generate(req), seen)
+    torch.set_num_threads(before)
     return out
 
 
@@ -162,7 +165,7 @@ def test_tiny_model_release_and_modern_grids_differ_and_release_is_deterministic
     assert np.array_equal(default.pointmap_normalized, release.pointmap_normalized)
     assert np.array_equal(default.rgb, release.rgb)
     diff = np.abs(default.pointmap_normalized - modern.pointmap_normalized).max()
-    assert diff > 1e-4, diff
+    assert diff > 1e-3, diff
 
 
 def test_tiny_model_index_has_no_nulls_and_every_listed_folder_loads(tiny_dir):
