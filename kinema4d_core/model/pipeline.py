@@ -175,7 +175,8 @@ class Kinema4DPipeline(DiffusionPipeline):
     def __call__(self, first_frame: np.ndarray, robot_pointmap01: np.ndarray, robot_mask: np.ndarray,
                  robot_rgb: np.ndarray | None = None, *, num_inference_steps: int = 50, guidance_scale: float = 5.0,
                  guidance_mode: str = "faithful", seed: int = 42, batch_passes: bool = True,
-                 timestep_grid: str = DEFAULT_TIMESTEP_GRID, progress: ProgressFn | None = None, should_cancel: Callable[[], bool] | None = None
+                 timestep_grid: str = DEFAULT_TIMESTEP_GRID, progress: ProgressFn | None = None,
+                 should_cancel: Callable[[], bool] | None = None
                  ) -> Kinema4DOutput:
         """Generate T frames. first_frame (H, W, 3) uint8; robot_pointmap01 (T, H, W, 3) in [0, 1]
         (0 outside the robot); robot_mask (T, H, W) bool; robot_rgb (T, H, W, 3) uint8 (rgb-pm).
