@@ -205,7 +205,10 @@ class TinyBackend(Kinema4DBackend):
             checkpoint_dir = make_tiny_checkpoint(self._tmp.name, seed=seed)
             note = f"tiny preset built in memory from seed {seed} (random, untrained)"
         else:
-            note = f"tiny preset from {checkpoint_dir} (random, untrained)"
+            checkpoint_dir = Path(checkpoint_dir)
+            trained = (checkpoint_dir / "training_info.json").is_file()   # written by training.export
+            note = (f"checkpoint trained by `kinema4d train` from {checkpoint_dir}" if trained
+                    else f"tiny preset from {checkpoint_dir} (random, untrained)")
         checkpoint_dir = Path(checkpoint_dir)
         super().__init__(checkpoint_dir / "base", checkpoint_dir, variant=variant, device=device, dtype=dtype,
                          weights_note=note, **options)

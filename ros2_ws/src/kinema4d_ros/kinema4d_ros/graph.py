@@ -23,7 +23,7 @@ from kinema4d_core.registry import backend_names, backend_spec, node_parameters,
 MODES = ("sim", "real", "replay")
 PACKAGE = "kinema4d_ros"
 #: backend options (kinema4d_core.registry) passed through to the inference node as parameters
-BACKEND_PARAMS = ("base_path", "checkpoint_path", "variant", "device", "dtype")
+BACKEND_PARAMS = ("base_path", "checkpoint_path", "variant", "device", "dtype", "offload", "timestep_grid")
 
 
 def _backend_param_help(name: str) -> str:
