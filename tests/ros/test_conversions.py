@@ -227,3 +227,27 @@ def test_stream_camera_is_match_stream_plus_camera_info_intrinsics(repo_root):
     assert f"{cal.width // 2}x{cal.height // 2}" in text and f"{cal.width}x{cal.height}" in text
     assert "rescale_to_stream" in text
     assert stream_camera(cal, half, rescale=True).width == cal.width // 2
+
+
+def test_compressed_depth_32fc1_is_quantized_inverse_depth():
+    """compressed_depth_image_transport's 32FC1 coding: inv = A / depth + B (uint16 png), 0 = invalid."""
+    import struct
+
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    from kinema4d_ros.conversions import image_to_depth
+
+    a, max_depth = 100.0, 10.0
+    b = 1.0 - a / max_depth
+    depth = np.array([[2.0, 0.0], [4.0, 0.5]], np.float32)
+    inv = np.where(depth > 0, np.round(a / np.maximum(depth, 1e-9) + b), 0).astype(np.uint16)
+    ok, png = cv2.imencode(".png", inv)
+    assert ok
+    msg = CompressedImage(format="32FC1; compressedDepth png", data=struct.pack("<iff", 0, a, b) + png.tobytes())
+    got = image_to_depth(msg)
+    assert np.isnan(got[0, 1])
+    np.testing.assert_allclose(got[[0, 1, 1], [0, 0, 1]], [2.0, 4.0, 0.5], rtol=1e-5)
+    rvl = CompressedImage(format="16UC1; compressedDepth rvl", data=bytes(20))
+    with pytest.raises(InputError, match="rvl"):
+        image_to_depth(rvl)
