@@ -43,7 +43,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
 from std_msgs.msg import String
 
-from kinema4d_core.errors import InputError, Kinema4DError
+from kinema4d_core.errors import ConfigError, InputError, Kinema4DError
 from kinema4d_ros import qos
 from kinema4d_ros.conversions import image_to_cdr, points_to_cloud_cdr, stamp_to_seconds, stream_camera
 from kinema4d_ros.diagnostics import Health, steady_timer
@@ -150,9 +150,10 @@ class ProjectorNode(Node):
             camera = stream_camera(cal, msg, rescale=bool(self.p["rescale_to_stream"]), source="camera/camera_info")
         except Kinema4DError as exc:
             self.health.reject("camera_info", str(exc))
-            with self._lock:    # never render for a stream we cannot match: outputs would not align with it
-                self._camera, self._camera_key = None, None
-                self._no_camera_reason = f"the last camera/camera_info was refused: {exc}"
+            if isinstance(exc, ConfigError):    # the stream does not match the calibration (size): never
+                with self._lock:                # render for it, outputs would not align; a malformed
+                    self._camera, self._camera_key = None, None     # message just keeps the last camera
+                    self._no_camera_reason = f"the last camera/camera_info was refused: {exc}"
             return
         with self._lock:
             self._camera, self._camera_key = camera, key
