@@ -166,3 +166,19 @@ def test_projector_refuses_a_mismatched_camera_info_keeps_running_and_recovers(r
     finally:
         client.close()
         proc.stop()
+
+
+@pytest.mark.parametrize("mode", ["real", "sim"])
+def test_real_bringup_passes_the_camera_transport_and_size_rule_to_every_camera_node(mode, repo_root):
+    """No ROS graph: the graph description gives calibration/projector/inference the same rule."""
+    from kinema4d_ros.graph import nodes_for
+
+    args = {"calibration": str(repo_root / "calibration/sim_camera.yaml"), "image_transport": "compressed",
+            "depth_transport": "compressedDepth", "rescale_to_stream": "true"} if mode == "real" else {}
+    nodes = {n.name: n.parameters for n in nodes_for(mode, args)}
+    if mode == "sim":      # the sim publishes raw images at the calibrated size: node defaults
+        assert all("image_transport" not in p and "rescale_to_stream" not in p for p in nodes.values())
+        return
+    assert nodes["inference_node"]["image_transport"] == nodes["calibration_node"]["image_transport"] == "compressed"
+    assert nodes["inference_node"]["depth_transport"] == "compressedDepth"
+    assert all(nodes[n]["rescale_to_stream"] is True for n in ("calibration_node", "projector_node", "inference_node"))
