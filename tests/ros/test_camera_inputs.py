@@ -12,7 +12,7 @@ import pytest
 
 from tests.ros.rosproc import NodeProcess, RosClient, publish_until, wait_for
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow]   # each ~35 s on 2 busy cores (node start-up)
+pytestmark = pytest.mark.ros
 
 DEPTH_MM = 1500          # the published depth: 1.5 m everywhere
 
@@ -46,6 +46,7 @@ def _camera_info(camera, client):
     return msg
 
 
+@pytest.mark.slow       # ~35 s on 2 busy cores (node start-up)
 def test_inference_accepts_compressed_images_16uc1_depth_and_refuses_a_mismatched_camera_info(
         ros_env, tmp_path, small_calibration):
     from rclpy.action import ActionClient
@@ -117,6 +118,7 @@ def test_inference_accepts_compressed_images_16uc1_depth_and_refuses_a_mismatche
         proc.stop()
 
 
+@pytest.mark.slow       # ~35 s on 2 busy cores (node start-up)
 def test_projector_refuses_a_mismatched_camera_info_keeps_running_and_recovers(ros_env, tmp_path,
                                                                                 small_calibration):
     from sensor_msgs.msg import CameraInfo, Image, JointState
