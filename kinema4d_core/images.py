@@ -153,8 +153,8 @@ def decode_colour(msg: Any, field: str = "image") -> np.ndarray:
     if is_compressed(msg):
         _original, _codec, depth = parse_compressed_format(msg.format, field)
         if depth:
-            raise InputError(f"compressed image format '{msg.format}' is depth, not a colour image", field=f"{field}.format",
-                             fix="subscribe the colour topic (<camera>/image_raw/compressed) here")
+            raise InputError(f"compressed image format '{msg.format}' is depth, not a colour image",
+                             field=f"{field}.format", fix="subscribe the colour topic (<camera>/image_raw/compressed) here")
         img = _imdecode(_buffer(msg.data), msg.format, field)
         if img.dtype != np.uint8:
             raise InputError(f"'{msg.format}' decodes to {img.dtype} pixels, not 8-bit colour",
