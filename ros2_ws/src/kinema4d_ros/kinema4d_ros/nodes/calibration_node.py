@@ -4,7 +4,7 @@
 |---|---|---|---|
 | pub | `/tf_static` | tf2_msgs/TFMessage: parent_frame -> child_frame of the calibration | reliable, transient local, depth 1 |
 | sub | `camera/image_raw` | sensor_msgs/Image rgb8 / bgr8 / rgba8 / bgra8 / mono8, or `camera/image_raw/compressed` jpeg / png with image_transport=compressed | sensor data (best effort, keep last 5) |
-| sub | `joint_states` | sensor_msgs/JointState | sensor data |
+| sub | `joint_states` (each of `joint_state_topics`) | sensor_msgs/JointState, merged by name and stamp (kinema4d_ros.joint_input) | sensor data |
 | sub | `sim/robot_mask` | sensor_msgs/Image mono8 (robot > 0), optional ground truth | best effort, keep last 2 |
 | pub | `calibration/overlay` | sensor_msgs/Image rgb8: rendered robot mask over the camera image | reliable, keep last 2 |
 | pub | `calibration/status` | std_msgs/String JSON (views, last solution, IoU / boundary px) | reliable, transient local |
@@ -41,18 +41,20 @@ from pathlib import Path
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
 from kinema4d_core.errors import Kinema4DError
 from kinema4d_ros import qos
-from kinema4d_ros.conversions import (image_subscription_topic, image_to_numpy, image_to_rgb, joint_state_to_vector,
-                                      matrix_to_transform, numpy_to_image, stamp_to_seconds)
+from kinema4d_ros.conversions import (image_subscription_topic, image_to_numpy, image_to_rgb, matrix_to_transform,
+                                      numpy_to_image, stamp_to_seconds)
 from kinema4d_ros.diagnostics import Health, steady_timer
+from kinema4d_ros.joint_input import JointInput
 from kinema4d_ros.node_main import run_node
-from kinema4d_ros.params import IMAGE_TRANSPORT, RESCALE_TO_STREAM, ParamSpec, declare_params
+from kinema4d_ros.params import (IMAGE_TRANSPORT, JOINT_INPUT_PARAMS, RESCALE_TO_STREAM, STAMP_PARAMS, ParamSpec,
+                                 declare_params)
 
 
 def default_board_file() -> str:
@@ -84,6 +86,8 @@ PARAMS = (
               min=0.0, max=60.0),
     IMAGE_TRANSPORT,
     RESCALE_TO_STREAM,
+    *JOINT_INPUT_PARAMS,
+    *STAMP_PARAMS,
 )
 
 
@@ -93,7 +97,7 @@ class CalibrationNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("calibration_node", **kwargs)
         self.health = Health(lambda text: self.get_logger().warning(text))
-        self.p = declare_params(self, PARAMS)
+        self.p = declare_params(self, PARAMS, lambda changed: self.joints.update_params(changed))
         from kinema4d_core.calibration.board import load_board
         from kinema4d_core.camera import load_calibration
 
@@ -105,7 +109,6 @@ class CalibrationNode(Node):
         self.last_solution: dict | None = None
         self.last_score: dict | None = None
         self._image: Image | None = None
-        self._joints: JointState | None = None
         self._gt_mask: Image | None = None
         self._robot = None
         self._mask_renderer = None
@@ -116,7 +119,7 @@ class CalibrationNode(Node):
         self.pub_status = self.create_publisher(String, "calibration/status", qos.LATCHED)
         self._image_topic, image_type = image_subscription_topic(self, "camera/image_raw", self.p["image_transport"])
         self.create_subscription(image_type, self._image_topic, self._on_image, qos.SENSOR_IN)
-        self.create_subscription(JointState, "joint_states", self._on_joints, qos.SENSOR_IN)
+        self.joints = JointInput(self, self.robot, self.p, self.health, None)   # latest merged state on demand
         self.create_subscription(Image, "sim/robot_mask", self._on_gt_mask, qos.stream_in())
         services = MutuallyExclusiveCallbackGroup()
         for name, handler in (("capture", self._srv_capture), ("solve", self._srv_solve), ("save", self._srv_save),
@@ -176,22 +179,13 @@ class CalibrationNode(Node):
     def _on_image(self, msg) -> None:
         self._image = msg
 
-    def _on_joints(self, msg: JointState) -> None:
-        self._joints = msg
-
     def _on_gt_mask(self, msg: Image) -> None:
         self._gt_mask = msg
 
     def _latest_q(self) -> np.ndarray:
         """(N,) positions of the robot's joints from the latest joint state; InputError with the reason
         (none yet, names / positions length mismatch, duplicate or missing joints, NaN / inf)."""
-        from kinema4d_core.errors import InputError
-
-        js = self._joints
-        if js is None:
-            raise InputError("no joint_states received yet", field="joint_states",
-                             fix="publish the robot's joint states (sensor_msgs/JointState)")
-        return joint_state_to_vector(js, self.robot.joint_names)
+        return self.joints.latest()[0].q
 
     # ---- services ---------------------------------------------------------------------------
     def _srv_capture(self) -> tuple[bool, str]:
@@ -252,8 +246,8 @@ class CalibrationNode(Node):
 
     # ---- overlay ----------------------------------------------------------------------------
     def _overlay_tick(self) -> None:
-        img, js = self._image, self._joints
-        if img is None or js is None:
+        img = self._image
+        if img is None or not self.joints.has_data():
             return
         try:
             self._overlay(img)

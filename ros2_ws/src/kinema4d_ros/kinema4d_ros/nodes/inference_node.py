@@ -6,7 +6,7 @@
 | sub | `camera/image_raw` | sensor_msgs/Image rgb8 / bgr8 / rgba8 / bgra8 / mono8 (first frame); with image_transport=compressed: `camera/image_raw/compressed` sensor_msgs/CompressedImage jpeg / png | sensor data |
 | sub | `camera/depth/image_raw` | sensor_msgs/Image 16UC1 millimetres or 32FC1 metres (optional first depth); with depth_transport=compressedDepth: `.../compressedDepth` png | sensor data |
 | sub | `camera/camera_info` | sensor_msgs/CameraInfo: intrinsics of the stream (with use_camera_info) | sensor data |
-| sub | `joint_states` | sensor_msgs/JointState (recorded between record/start and record/stop) | sensor data |
+| sub | `joint_states` (each of `joint_state_topics`) | sensor_msgs/JointState, merged by name and stamp (kinema4d_ros.joint_input), recorded between record/start and record/stop | sensor data |
 | srv | `kinema4d/record/start` | std_srvs/Trigger: start collecting joint states (+ the current camera frame) | |
 | srv | `kinema4d/record/stop` | std_srvs/Trigger: stop and simulate the recording; message = JSON {run_id, output_dir} | |
 | pub | `kinema4d/prediction/image` | sensor_msgs/Image rgb8, one per generated frame | reliable, keep last 2 |
@@ -31,6 +31,8 @@
 | points_stride | 2 | pixel stride of the published prediction point clouds |
 | write_points | true | also write points/frame_XXX.ply into the run folder |
 | max_record_samples | 20000 | joint states kept per recording (later ones are dropped and counted) |
+| joint_state_topics / joint_name_map / joint_name_prefix / fixed_joint_values | | joint inputs (docs/ros.md) |
+| stamp_reset_jump_s / clock_skew_tolerance_s | 5.0 / 0.5 | stamp order; a reset (bag loop, clock jump) while recording restarts the recording |
 
 Concurrency: one job at a time. Generation runs on an executor thread of a
 MultiThreadedExecutor (action callbacks are reentrant), so feedback, cancel requests, image
@@ -58,7 +60,7 @@ import numpy as np
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
@@ -67,12 +69,13 @@ from kinema4d_core.registry import backend_names, options_from_params
 from kinema4d_core.rollout import frame_points
 from kinema4d_interfaces.action import Simulate
 from kinema4d_ros import qos
-from kinema4d_ros.conversions import (image_subscription_topic, image_to_depth, image_to_rgb, joint_state_to_vector,
-                                      numpy_to_image, points_to_cloud, stamp_to_seconds, stream_camera)
+from kinema4d_ros.conversions import (image_subscription_topic, image_to_depth, image_to_rgb, numpy_to_image,
+                                      points_to_cloud, stamp_to_seconds, stream_camera)
 from kinema4d_ros.diagnostics import Health, steady_timer
+from kinema4d_ros.joint_input import JointInput
 from kinema4d_ros.node_main import run_node
-from kinema4d_ros.params import (DEPTH_TRANSPORT, IMAGE_TRANSPORT, RESCALE_TO_STREAM, ParamSpec, declare_params,
-                                 optional_calibration)
+from kinema4d_ros.params import (DEPTH_TRANSPORT, IMAGE_TRANSPORT, JOINT_INPUT_PARAMS, RESCALE_TO_STREAM, STAMP_PARAMS,
+                                 ParamSpec, declare_params, optional_calibration)
 
 BACKENDS = backend_names()
 
@@ -107,6 +110,8 @@ PARAMS = (
     ParamSpec("write_points", True, "Write points/frame_XXX.ply into each run folder."),
     ParamSpec("max_record_samples", 20000, "Joint states kept per recording (later ones are dropped).",
               min=2, max=10_000_000),
+    *JOINT_INPUT_PARAMS,
+    *STAMP_PARAMS,
 )
 
 
@@ -145,7 +150,7 @@ class InferenceNode(Node):
         self._image: Image | None = None
         self._depth: Image | None = None
         self._stream_camera = None             # CameraModel from the last accepted camera_info
-        self._recording: list[tuple[float, JointState]] | None = None
+        self._recording: list[tuple[float, np.ndarray]] | None = None   # (stamp s, q in robot order)
         self._record_image: Image | None = None
         self._threads: list[threading.Thread] = []
         self.backend = self._make_backend()
@@ -158,8 +163,8 @@ class InferenceNode(Node):
         self.create_subscription(depth_type, self._depth_topic, self._on_depth, qos.SENSOR_IN, callback_group=group)
         self.create_subscription(CameraInfo, "camera/camera_info", self._on_camera_info, qos.SENSOR_IN,
                                  callback_group=group)
-        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos.SENSOR_IN,
-                                 callback_group=group)
+        self.joints = JointInput(self, self.robot, self.p, self.health, self._on_joints, callback_group=group,
+                                 on_reset=self._on_stamp_reset)
         self.pub_image = self.create_publisher(Image, "kinema4d/prediction/image", qos.STREAM_OUT)
         self.pub_points = self.create_publisher(PointCloud2, "kinema4d/prediction/points", qos.STREAM_OUT)
         self.pub_done = self.create_publisher(String, "kinema4d/run_done", qos.LATCHED)
@@ -176,6 +181,9 @@ class InferenceNode(Node):
 
     # ---- set-up -----------------------------------------------------------------------------
     def _on_params(self, changed: dict) -> str | None:
+        err = self.joints.update_params(changed)
+        if err:
+            return err
         if "calibration_file" in changed:
             try:
                 self.camera = optional_calibration(changed["calibration_file"], self.robot)
@@ -243,15 +251,23 @@ class InferenceNode(Node):
             return
         self._depth = msg
 
-    def _on_joint_state(self, msg: JointState) -> None:
+    def _on_joints(self, merged, stamp_msg) -> None:
+        """A complete merged joint state (JointInput) -> the recording, if one runs."""
         with self._lock:
             if self._recording is None:
                 return
             if len(self._recording) >= self.p["max_record_samples"]:
                 self.health.drop("record_full", f"recording holds max_record_samples={self.p['max_record_samples']}")
                 return
-            stamp = stamp_to_seconds(msg.header.stamp) or self.get_clock().now().nanoseconds * 1e-9
-            self._recording.append((stamp, msg))
+            stamp = stamp_to_seconds(stamp_msg) or self.get_clock().now().nanoseconds * 1e-9
+            self._recording.append((stamp, merged.q))
+
+    def _on_stamp_reset(self, reason: str) -> None:
+        """A bag loop / clock jump: samples of the old timeline must not mix with the new one."""
+        with self._lock:
+            if self._recording:
+                self.get_logger().warning(f"recording restarted ({len(self._recording)} samples dropped): {reason}")
+                self._recording = []
 
     # ---- recording --------------------------------------------------------------------------
     def _on_record_start(self, _req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
@@ -292,16 +308,11 @@ class InferenceNode(Node):
         self.get_logger().info(f"record/stop: simulating {len(samples)} joint states as run {run_id}")
         return resp
 
-    def _trajectory_from_samples(self, samples: list[tuple[float, JointState]]):
+    def _trajectory_from_samples(self, samples: list[tuple[float, np.ndarray]]):
         from kinema4d_core.trajectory import JointTrajectory
 
         rows, stamps = [], []
-        for stamp, msg in sorted(samples, key=lambda s: s[0]):
-            try:
-                q = joint_state_to_vector(msg, self.robot.joint_names)
-            except InputError as exc:
-                self.health.reject("recorded_joint_state", str(exc))
-                continue
+        for stamp, q in sorted(samples, key=lambda s: s[0]):
             if stamps and stamp <= stamps[-1]:
                 continue                            # duplicate stamp: keep the first
             rows.append(q)
