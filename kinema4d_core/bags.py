@@ -9,7 +9,8 @@ Reading (``read_bag``) collects the topics named in ``BagTopics``:
 - camera images (``sensor_msgs/Image`` rgb8/bgr8/rgba8/bgra8/mono8, or
   ``sensor_msgs/CompressedImage`` jpeg/png): kept as raw messages and decoded on demand to
   (H, W, 3) uint8 RGB, so a long bag costs its compressed size in memory;
-- camera info (first message), optional depth (``32FC1`` metres or ``16UC1`` millimetres),
+- camera info (first message), optional depth (``32FC1`` metres, ``16UC1`` millimetres, or a
+  compressedDepth png ``CompressedImage``; decoding is ``kinema4d_core.images``, shared with the nodes),
   optional marker topic (any type; only its stamps are used).
 
 Stamps are seconds (float64) taken from ``header.stamp``; a zero header stamp falls back to the
@@ -32,6 +33,9 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from kinema4d_core.errors import InputError
+from kinema4d_core.images import COLOUR_ENCODINGS, decode_colour
+from kinema4d_core.images import DEPTH_ENCODINGS as _DEPTH_ENCODINGS
+from kinema4d_core.images import decode_depth as _decode_depth
 
 STORAGES = ("sqlite3", "mcap")
 
@@ -42,8 +46,8 @@ CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
 STRING = "std_msgs/msg/String"
 
-RGB_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
-DEPTH_ENCODINGS = ("32FC1", "16UC1")
+RGB_ENCODINGS = COLOUR_ENCODINGS
+DEPTH_ENCODINGS = _DEPTH_ENCODINGS
 
 
 @lru_cache(maxsize=1)
@@ -109,16 +113,11 @@ class ImageStream:
     def decode(self, index: int) -> np.ndarray:
         """Frame ``index`` as (H, W, 3) uint8 RGB."""
         msg = typestore().deserialize_cdr(self.raw[index], self.msgtype)
-        if self.msgtype == COMPRESSED_IMAGE:
-            return decode_compressed_image(msg, field=self.topic)
         return decode_image(msg, field=self.topic)
 
     def decode_depth(self, index: int) -> np.ndarray:
         """Frame ``index`` as (H, W) float32 depth in metres (NaN where invalid)."""
         msg = typestore().deserialize_cdr(self.raw[index], self.msgtype)
-        if self.msgtype != IMAGE:
-            raise InputError(f"depth must be a raw sensor_msgs/Image, got {self.msgtype}", field=self.topic,
-                             fix="record depth as 32FC1 (metres) or 16UC1 (millimetres) Image")
         return decode_depth(msg, field=self.topic)
 
 
@@ -153,71 +152,21 @@ def _stamp_or_receive(msg: Any, receive_ns: int) -> float:
     return receive_ns * 1e-9
 
 
-def _pixel_rows(msg: Any, channels: int, itemsize: int, field: str) -> np.ndarray:
-    """Raw image bytes -> (H, W*channels*itemsize) uint8 rows, honouring ``step`` padding."""
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    row_bytes = w * channels * itemsize
-    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data, dtype=np.uint8)
-    if h <= 0 or w <= 0:
-        raise InputError(f"image has size {h}x{w}", field=field, fix="publish non-empty images")
-    if step < row_bytes or data.size < step * (h - 1) + row_bytes:
-        raise InputError(f"image data ({data.size} bytes, step {step}) is too short for {h}x{w} "
-                         f"{msg.encoding}", field=field, fix="check the publisher's step/encoding")
-    if data.size < step * h:
-        data = np.concatenate([data, np.zeros(step * h - data.size, np.uint8)])
-    return data[: step * h].reshape(h, step)[:, :row_bytes]
-
-
 def decode_image(msg: Any, *, field: str = "image") -> np.ndarray:
-    """``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8, mono8) -> (H, W, 3) uint8 RGB."""
-    enc = str(msg.encoding).lower()
-    channels = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8uc1": 1, "8uc3": 3}.get(enc)
-    if channels is None:
-        raise InputError(f"unsupported image encoding {msg.encoding!r}", field=field,
-                         fix=f"use one of {', '.join(RGB_ENCODINGS)} or a jpeg/png CompressedImage")
-    rows = _pixel_rows(msg, channels, 1, field)
-    img = rows.reshape(int(msg.height), int(msg.width), channels)
-    if channels == 1:
-        return np.repeat(img, 3, axis=2).copy()
-    if enc in ("bgr8", "bgra8", "8uc3"):
-        img = img[..., [2, 1, 0]]
-    return np.ascontiguousarray(img[..., :3])
+    """``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8, mono8) or ``CompressedImage`` -> (H, W, 3) uint8 RGB
+    (``kinema4d_core.images.decode_colour``: the one decoder, shared with the ROS nodes)."""
+    return decode_colour(msg, field)
 
 
 def decode_depth(msg: Any, *, field: str = "depth") -> np.ndarray:
-    """``sensor_msgs/Image`` 32FC1 (metres) or 16UC1 (millimetres) -> (H, W) float32 metres.
-
-    Zero / non-finite depth becomes NaN (no measurement).
-    """
-    enc = str(msg.encoding).upper()
-    if enc not in DEPTH_ENCODINGS:
-        raise InputError(f"unsupported depth encoding {msg.encoding!r}", field=field,
-                         fix="publish depth as 32FC1 (metres) or 16UC1 (millimetres)")
-    itemsize = 4 if enc == "32FC1" else 2
-    rows = _pixel_rows(msg, 1, itemsize, field)
-    order = ">" if msg.is_bigendian else "<"
-    dtype = np.dtype(f"{order}f4") if enc == "32FC1" else np.dtype(f"{order}u2")
-    depth = np.ascontiguousarray(rows).view(dtype).reshape(int(msg.height), int(msg.width)).astype(np.float32)
-    if enc == "16UC1":
-        depth = depth / 1000.0
-    depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
-    return depth
+    """``sensor_msgs/Image`` 32FC1 (metres) / 16UC1 (millimetres), or compressedDepth png -> (H, W) float32
+    metres; zero / non-finite depth becomes NaN (``kinema4d_core.images.decode_depth``)."""
+    return _decode_depth(msg, field)
 
 
 def decode_compressed_image(msg: Any, *, field: str = "image") -> np.ndarray:
     """``sensor_msgs/CompressedImage`` (jpeg or png) -> (H, W, 3) uint8 RGB."""
-    import cv2
-
-    fmt = str(msg.format).lower()
-    if "compresseddepth" in fmt or not any(k in fmt for k in ("jpeg", "jpg", "png")):
-        raise InputError(f"unsupported compressed image format {msg.format!r}", field=field,
-                         fix="use jpeg or png CompressedImage, or raw Image messages")
-    buf = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data, np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if img is None:
-        raise InputError(f"could not decode a {msg.format!r} image ({buf.size} bytes)", field=field,
-                         fix="the compressed data is corrupt; re-record the topic")
-    return np.ascontiguousarray(img[..., ::-1])
+    return decode_colour(msg, field)
 
 
 def decode_camera_info(msg: Any) -> CameraInfoData:
@@ -307,7 +256,7 @@ def read_bag(path: str | os.PathLike, topics: BagTopics = BagTopics()) -> BagDat
             raise InputError(f"topic {topic!r} is not in the bag (it has: {sorted(available)})",
                              field=f"{role}_topic", fix=f"pass --{role}-topic with one of the bag's topics")
     expected = [(topics.joint, (JOINT_STATE,)), (topics.image, (IMAGE, COMPRESSED_IMAGE)),
-                (topics.camera_info, (CAMERA_INFO,)), (topics.depth, (IMAGE,))]
+                (topics.camera_info, (CAMERA_INFO,)), (topics.depth, (IMAGE, COMPRESSED_IMAGE))]
     for topic, types in expected:
         if topic and topic in available and available[topic] not in types:
             raise InputError(f"topic {topic!r} has type {available[topic]}, expected {' or '.join(types)}",

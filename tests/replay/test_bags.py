@@ -68,7 +68,7 @@ def test_unsupported_encodings_name_the_topic_and_the_fix():
     msg.encoding = "yuv422"
     with pytest.raises(InputError, match="unsupported image encoding 'yuv422'") as err:
         B.decode_image(msg, field="/cam")
-    assert err.value.field == "/cam" and "rgb8" in err.value.fix
+    assert err.value.field == "/cam.encoding" and "rgb8" in err.value.fix
     comp = B.compressed_image_msg(0.0, frame_image(0, 4, 4), "cam", "png")
     comp.format = "16UC1; compressedDepth"
     with pytest.raises(InputError, match="compressed image format"):
