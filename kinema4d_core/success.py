@@ -11,7 +11,8 @@ Object pixels of frame t are the pixels
   first frame, like the static-scene baseline, keeps the robot's start pose in every frame),
 - whose base-frame point lies above ``table_height + table_margin`` and inside ``workspace``,
 and of those only the largest 8-connected component, and only when it has at least
-``min_object_pixels`` pixels (robot slivers and noise are smaller). Without an object in a
+``min_object_pixels`` pixels (robot slivers and noise are smaller). Both pixel parameters
+are given at ``reference_size`` (the sim camera's 480x720) and scale with the image size. Without an object in a
 frame, that frame says nothing (NaN rise).
 
 Tasks: ``lift`` (the object's median height rises more than ``lift_height`` above its value in
@@ -27,8 +28,9 @@ import numpy as np
 
 from kinema4d_core.errors import InputError
 
-MIN_OBJECT_PIXELS = 20      # smallest object component (pixels) that counts as the object
-ROBOT_DILATION_PX = 3       # robot mask grown by this many pixels before excluding it
+MIN_OBJECT_PIXELS = 20      # smallest object component (pixels at REFERENCE_SIZE) that counts as the object
+ROBOT_DILATION_PX = 3       # robot mask grown by this many pixels (at REFERENCE_SIZE) before excluding it
+REFERENCE_SIZE = (480, 720)  # (H, W) the pixel parameters are given at: the sim camera's size
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,13 @@ class SuccessCriteria:
           or "place" (object centroid inside ``target_region`` (xmin, xmax, ymin, ymax) at the end)
           or "lift+place" (both: the sim world's pick-and-place judgement).
     min_object_pixels: the object's connected component must have at least this many pixels
-          (at the evaluated image size) for a frame to count.
+          for a frame to count.
     robot_dilation_px: the robot masks (frame t's and the first frame's) are grown by this
           many pixels before their pixels are excluded.
+    reference_size: (H, W) at which the two pixel parameters hold; on an image of another size
+          they scale with it (dilation with the side, at least 1 px; minimum size with the area,
+          at least min(4, min_object_pixels)), so the same criteria mean the same at every
+          size. None: use them as given at every size.
     """
 
     task: str = "lift"
@@ -54,6 +60,15 @@ class SuccessCriteria:
     workspace: tuple[float, float, float, float] | None = None
     min_object_pixels: int = MIN_OBJECT_PIXELS
     robot_dilation_px: int = ROBOT_DILATION_PX
+    reference_size: tuple[int, int] | None = REFERENCE_SIZE
+
+    def at_size(self, height: int, width: int) -> tuple[int, int]:
+        """(dilation px, minimum object pixels) for an image of ``height`` x ``width``."""
+        if self.reference_size is None:
+            return self.robot_dilation_px, self.min_object_pixels
+        s2 = (height * width) / float(self.reference_size[0] * self.reference_size[1])
+        dil = max(1, int(round(self.robot_dilation_px * np.sqrt(s2)))) if self.robot_dilation_px > 0 else 0
+        return dil, max(min(4, self.min_object_pixels), int(round(self.min_object_pixels * s2)))
 
     def __post_init__(self) -> None:
         if self.task not in ("lift", "place", "lift+place"):
@@ -78,6 +93,8 @@ class SuccessResult:
     final_xy: tuple[float, float] | None
     frames_with_object: int
     object_pixels: np.ndarray
+    dilation_px: int = 0
+    min_object_pixels: int = 0
 
     def summary(self) -> dict:
         """JSON-ready evidence: success, max rise (m), frames with an object, object pixels per frame."""
@@ -85,6 +102,7 @@ class SuccessResult:
                 "max_lift_m": float(np.nanmax(self.lift)) if self.frames_with_object else None,
                 "frames_with_object": self.frames_with_object,
                 "object_pixels": [int(v) for v in self.object_pixels],
+                "robot_dilation_px": self.dilation_px, "min_object_pixels": self.min_object_pixels,
                 "final_xy": None if self.final_xy is None else list(self.final_xy)}
 
 
@@ -100,9 +118,9 @@ def object_pixels(pointmap: np.ndarray, robot_mask: np.ndarray | None, T_base_ca
     """The object of one (H,W,3) camera-frame pointmap (metres).
 
     robot_mask: (H,W) this frame's robot; ghost_mask: (H,W) the first frame's robot (both
-    dilated by ``criteria.robot_dilation_px`` here). Returns ((H,W) bool object pixels,
-    (N,3) their points in the base frame); both empty when the largest candidate component has
-    fewer than ``criteria.min_object_pixels`` pixels.
+    dilated by ``criteria.robot_dilation_px`` here, scaled to the image size by
+    ``criteria.at_size``). Returns ((H,W) bool object pixels, (N,3) their points in the base
+    frame); both empty when the largest candidate component has fewer than the minimum pixels.
     """
     from scipy.ndimage import label
 
@@ -110,6 +128,7 @@ def object_pixels(pointmap: np.ndarray, robot_mask: np.ndarray | None, T_base_ca
     if pm.ndim != 3 or pm.shape[-1] != 3:
         raise InputError(f"expected an (H,W,3) pointmap, got {pm.shape}", field="pointmap")
     h, w = pm.shape[:2]
+    dilation, min_pixels = criteria.at_size(h, w)
     keep = np.all(np.isfinite(pm), axis=-1) & (np.abs(pm).sum(axis=-1) > 0)
     for m in (robot_mask, ghost_mask):
         if m is not None:
@@ -117,7 +136,7 @@ def object_pixels(pointmap: np.ndarray, robot_mask: np.ndarray | None, T_base_ca
             if m.shape != (h, w):
                 raise InputError(f"robot mask {m.shape} does not match the pointmap {(h, w)}", field="robot_mask",
                                  fix="resize the mask (nearest) to the pointmap's size")
-            keep &= ~_grown(m, criteria.robot_dilation_px)
+            keep &= ~_grown(m, dilation)
     T = np.asarray(T_base_camera, np.float64)
     base = np.zeros_like(pm)
     base[keep] = pm[keep] @ T[:3, :3].T + T[:3, 3]
@@ -132,7 +151,7 @@ def object_pixels(pointmap: np.ndarray, robot_mask: np.ndarray | None, T_base_ca
     sizes = np.bincount(labels.reshape(-1), minlength=n + 1)
     sizes[0] = 0
     biggest = int(np.argmax(sizes))
-    if sizes[biggest] < criteria.min_object_pixels:
+    if sizes[biggest] < min_pixels:
         return empty
     obj = labels == biggest
     return obj, base[obj]
@@ -180,5 +199,6 @@ def detect_success(pointmap: np.ndarray, robot_mask: np.ndarray | None, T_base_c
         x0, x1, y0, y1 = criteria.target_region
         placed = final_xy is not None and x0 <= final_xy[0] <= x1 and y0 <= final_xy[1] <= y1
     success = {"lift": lifted, "place": placed, "lift+place": lifted and placed}[criteria.task]
+    dilation, min_pixels = criteria.at_size(*pm.shape[1:3])
     return SuccessResult(success=bool(success), lift=lift, final_xy=final_xy, frames_with_object=seen,
-                         object_pixels=pixels)
+                         object_pixels=pixels, dilation_px=dilation, min_object_pixels=min_pixels)

@@ -10,7 +10,7 @@ import pytest
 
 from kinema4d_core import success as S
 
-H, W = 120, 180
+H, W = 240, 360   # the backend comparison's size; the pixel criteria scale from 480x720
 
 
 def _table_depth(camera):
@@ -64,10 +64,11 @@ def test_an_empty_scene_with_a_moving_robot_is_no_success(empty_scene):
     assert not exact.success and exact.frames_with_object == 0 and exact.object_pixels.max() == 0
     # a 2 px misregistered mask leaves robot slivers at its edges: never an object
     shifted = S.detect_success(pm, mask_off, T_bc, crit)
-    assert not shifted.success and shifted.object_pixels.max() < crit.min_object_pixels
-    # with the old rule (2 px dilation, any 10 points, no component) the slivers were the "object"
-    # and the rising arm a "lift": the default must be strict enough to refuse them
-    loose = S.SuccessCriteria(task="lift", lift_height=0.05, min_object_pixels=1, robot_dilation_px=1)
+    assert not shifted.success and shifted.object_pixels.max() == 0
+    assert shifted.summary()["robot_dilation_px"] == 2 and shifted.summary()["min_object_pixels"] == 5
+    # a loose rule (1 px dilation, any pixel) takes the slivers for an object: the defaults must not
+    loose = S.SuccessCriteria(task="lift", lift_height=0.05, min_object_pixels=1, robot_dilation_px=1,
+                              reference_size=None)
     assert S.detect_success(pm, mask_off, T_bc, loose).frames_with_object > 0
 
 
@@ -79,7 +80,7 @@ def test_a_first_frame_copy_keeps_the_robots_ghost_out_of_the_object(empty_scene
     assert not result.success and result.frames_with_object == 0
     # without the first-frame mask the ghost robot is a big "object" in the later frames
     pixels, _ = S.object_pixels(frozen[-1], mask[-1], T_bc, crit)
-    assert pixels.sum() > 10 * crit.min_object_pixels
+    assert pixels.sum() > 100
 
 
 def test_the_largest_component_above_the_minimum_size_is_the_object():
@@ -93,30 +94,36 @@ def test_the_largest_component_above_the_minimum_size_is_the_object():
     depth[10:20, 10:20] = 0.94        # a 100 px object 6 cm tall
     depth[30:33, 30:33] = 0.9         # a 9 px speck
     pm = depth_to_pointmap(depth, K)
-    crit = S.SuccessCriteria()
+    crit = S.SuccessCriteria(reference_size=None)
     obj, pts = S.object_pixels(pm, None, T_bc, crit)
     assert obj.sum() == 100 and obj[10:20, 10:20].all()
     np.testing.assert_allclose(pts[:, 2], 0.06, atol=1e-9)
-    assert S.object_pixels(pm, None, T_bc, S.SuccessCriteria(min_object_pixels=101))[0].sum() == 0
+    too_big = S.SuccessCriteria(min_object_pixels=101, reference_size=None)
+    assert S.object_pixels(pm, None, T_bc, too_big)[0].sum() == 0
+    # pixel parameters scale with the image: 20 px at 480x720 is 5 px at 240x360, 3 px dilation 2 px
+    assert S.SuccessCriteria().at_size(240, 360) == (2, 5) and S.SuccessCriteria().at_size(480, 720) == (3, 20)
     with pytest.raises(Exception, match="min_object_pixels"):
         S.SuccessCriteria(min_object_pixels=0)
 
 
+@pytest.mark.slow
 def test_a_real_lift_in_the_sim_world_is_a_success_and_its_first_frame_copy_is_not():
     from kinema4d_core.evaluation import sim_success_criteria
     from kinema4d_core.metrics import depth_to_pointmap
     from kinema4d_core.projection import render_trajectory
     from kinema4d_core.robot import load_robot
+    from kinema4d_core.service import clip_to_limits
     from kinema4d_core.simworld import SimConfig, SimWorld
     from kinema4d_core.trajectory import JointTrajectory
 
     robot = load_robot("panda")
-    with SimWorld(SimConfig(width=360, height=240)) as world:
+    with SimWorld(SimConfig(width=W, height=H)) as world:
         ep = world.run_episode("pick_place", 49, 1)
         cam = world.camera_model()
     assert ep.success                                        # the sim's physics says: lifted and placed
     pm = depth_to_pointmap(np.where(ep.depth > 0, ep.depth, np.nan), ep.K)
-    traj = JointTrajectory(tuple(ep.joint_names), ep.joint_positions, ep.stamps)
+    q, _ = clip_to_limits(robot, ep.joint_names, ep.joint_positions)   # the service's rule (gripper overshoot)
+    traj = JointTrajectory(tuple(ep.joint_names), q, ep.stamps)
     mask = render_trajectory(robot, cam, traj, with_rgb=False).mask   # the robot condition, as evaluation uses
     crit = sim_success_criteria(["pick_place"])["pick_place"]
     result = S.detect_success(pm, mask, ep.T_base_camera, crit)
