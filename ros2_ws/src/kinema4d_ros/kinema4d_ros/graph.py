@@ -52,6 +52,15 @@ ARGUMENTS: tuple[Argument, ...] = (
     Argument("loopback", "false", "Real: keep discovery on loopback with a private domain (sim and replay "
              "always do); false joins the user's ROS graph with their ROS_DOMAIN_ID, discovery range, "
              "RMW and DDS profile.", ("real",)),
+    Argument("publish_robot_state", "true", "Start robot_state_node (robot TF + robot_description); default "
+             "false in real, where the robot's own robot_state_publisher owns those frames.", ),
+    Argument("camera_mount_frame", "camera_link", "Frame the calibrated camera pose is published to (base -> "
+             "this), the root of the camera driver's TF, e.g. camera_link; empty: base -> optical frame.",
+             ("real",)),
+    Argument("camera_mount_source", "tf", "Mount -> optical transform: tf (the camera driver's, looked up) or "
+             "file (extrinsics.T_mount_optical of the calibration, published by us).", ("real",)),
+    Argument("calibration_source", "file", "Camera pose for projector and inference: file (calibration) or tf "
+             "(look up base frame -> optical frame).", ("real",)),
     Argument("task", "push", "Scripted sim task: push | pick_place.", ("sim",)),
     Argument("seed", "2", "Seed of the first sim episode (push: 2 succeeds, 0 fails).", ("sim",)),
     Argument("bag", "", "rosbag2 folder or .mcap/.db3 file to replay.", ("replay",)),
@@ -146,7 +155,19 @@ def defaults(mode: str) -> dict[str, str]:
         out["calibration"] = str(repo_root() / "calibration" / "sim_camera.yaml")
     if mode == "replay":
         out["use_sim_time"] = "true"
+    if mode == "real":
+        out["publish_robot_state"] = "false"
     return out
+
+
+def packaged_calibration(path: str) -> bool:
+    """True for a calibration file shipped in the repository's calibration/ folder (never overwritten
+    by calibration/save: the user did not name it as theirs)."""
+    try:
+        Path(path).resolve().relative_to((repo_root() / "calibration").resolve())
+        return True
+    except ValueError:
+        return False
 
 
 def uses_loopback(mode: str, args: Mapping[str, str] | None = None) -> bool:
@@ -214,7 +235,9 @@ def nodes_for(mode: str, args: Mapping[str, str] | None = None) -> list[NodeSpec
         joint_input = {k: a[k] for k in JOINT_INPUT_ARGS if a[k]}
         if a["gripper_joint_states_topic"]:
             joint_input["joint_state_topics"] = ["joint_states", a["gripper_joint_states_topic"]]
-    inference = {**common, **robot_cal, **joint_input, "backend": a["backend"], "output_root": a["output_root"]}
+    camera_pose = {"calibration_source": a["calibration_source"]} if mode == "real" else {}
+    inference = {**common, **robot_cal, **joint_input, **camera_pose, "backend": a["backend"],
+                 "output_root": a["output_root"]}
     for key in BACKEND_PARAMS:
         if a[key]:
             inference[key] = a[key]
@@ -230,18 +253,23 @@ def nodes_for(mode: str, args: Mapping[str, str] | None = None) -> list[NodeSpec
         stream = {"image_transport": a["image_transport"],
                   "rescale_to_stream": _bool(a["rescale_to_stream"], "rescale_to_stream")}
         inference.update(stream, depth_transport=a["depth_transport"])
-    calibration_params = {**common, **robot_cal, **joint_input, **stream}
+    calibration_params = {**common, **robot_cal, **joint_input, **stream,
+                          "save_to_calibration_file": not packaged_calibration(a["calibration"])}
+    if mode == "real":
+        calibration_params.update(camera_mount_frame=a["camera_mount_frame"],
+                                  camera_mount_source=a["camera_mount_source"])
     if mode == "sim":
         calibration_params["overlay_period_s"] = 0.0    # the sim has exact extrinsics; save CPU
     nodes += [
         NodeSpec("calibration_node", "calibration_node", str(cfg / "calibration.yaml"), calibration_params, remaps),
         NodeSpec("projector_node", "projector_node", str(cfg / "projector.yaml"),
-                 {**common, **robot_cal, **joint_input,
+                 {**common, **robot_cal, **joint_input, **camera_pose,
                   **{k: v for k, v in stream.items() if k == "rescale_to_stream"}}, remaps),
         NodeSpec("inference_node", "inference_node", str(cfg / "inference.yaml"), inference, remaps),
-        NodeSpec("robot_state_node", "robot_state_node", str(cfg / "robot_state.yaml"),
-                 {**common, "robot": a["robot"]}, remaps),
     ]
+    if _bool(a["publish_robot_state"], "publish_robot_state"):
+        nodes.append(NodeSpec("robot_state_node", "robot_state_node", str(cfg / "robot_state.yaml"),
+                              {**common, "robot": a["robot"]}, remaps))
     return nodes
 
 
@@ -254,6 +282,11 @@ def check_args(mode: str, args: Mapping[str, str]) -> None:
     a = resolve_args(mode, args)
     domain_arg(mode, a)
     uses_loopback(mode, a)
+    _bool(a["publish_robot_state"], "publish_robot_state")
+    for name, choices in (("camera_mount_source", ("tf", "file")), ("calibration_source", ("file", "tf"))):
+        if name in a and a[name] not in choices:
+            raise ConfigError(f"{name} '{a[name]}' is not one of {list(choices)}", field=name,
+                              fix=f"use {' or '.join(choices)}")
     if not a["calibration"]:
         raise ConfigError("no calibration file", field="calibration",
                           fix="pass --calibration PATH (a camera calibration yaml)")

@@ -2,7 +2,8 @@
 
 | kind | name | type | QoS |
 |---|---|---|---|
-| pub | `/tf_static` | tf2_msgs/TFMessage: parent_frame -> child_frame of the calibration | reliable, transient local, depth 1 |
+| pub | `/tf_static` | tf2_msgs/TFMessage: base -> camera_mount_frame (or base -> optical frame when it is empty; see Frames) | reliable, transient local, depth 1 |
+| sub | `/tf`, `/tf_static` | tf2_msgs/TFMessage: the camera driver's mount -> optical transform (camera_mount_source tf) | tf2's |
 | sub | `camera/image_raw` | sensor_msgs/Image rgb8 / bgr8 / rgba8 / bgra8 / mono8, or `camera/image_raw/compressed` jpeg / png with image_transport=compressed | sensor data (best effort, keep last 5) |
 | sub | `joint_states` (each of `joint_state_topics`) | sensor_msgs/JointState, merged by name and stamp (kinema4d_ros.joint_input) | sensor data |
 | sub | `sim/robot_mask` | sensor_msgs/Image mono8 (robot > 0), optional ground truth | best effort, keep last 2 |
@@ -10,13 +11,17 @@
 | pub | `calibration/status` | std_msgs/String JSON (views, last solution, IoU / boundary px) | reliable, transient local |
 | srv | `calibration/capture` | std_srvs/Trigger: detect the board in the latest image, store it with the latest joints | |
 | srv | `calibration/solve` | std_srvs/Trigger: eye-to-hand solve over the captured views; publishes the new pose | |
-| srv | `calibration/save` | std_srvs/Trigger: write the current calibration to calibration_file (previous kept as .bak) | |
+| srv | `calibration/save` | std_srvs/Trigger: write the current calibration to save_file (else calibration_file when the user named it; previous kept as .bak) | |
 | srv | `calibration/reload` | std_srvs/Trigger: re-read calibration_file (drops an unsaved solution) | |
 | srv | `calibration/clear` | std_srvs/Trigger: forget the captured views | |
 
 | parameter | default | meaning |
 |---|---|---|
-| calibration_file | (required) | calibration YAML (kinema4d_core.camera format): intrinsics + extrinsics |
+| calibration_file | (required) | calibration YAML (kinema4d_core.camera format): intrinsics + extrinsics; a runtime change reloads it and republishes the TF |
+| camera_mount_frame | "" | publish base -> this frame (e.g. camera_link); empty: base -> optical frame |
+| camera_mount_source | tf | mount -> optical from the camera driver's TF (tf) or from extrinsics.T_mount_optical of the file (file, also published) |
+| save_file | "" | where calibration/save writes; empty: calibration_file if save_to_calibration_file |
+| save_to_calibration_file | true | false when calibration_file is a packaged default the user did not name (bring-up sets it): save then needs save_file |
 | robot | panda | robot config name or yaml path (read-only) |
 | board_file | calibration/charuco_board.yaml of the repository | ChArUco board YAML (read-only) |
 | min_corners | 6 | views with fewer detected corners are rejected (with the reason) |
@@ -26,8 +31,12 @@
 | image_transport | raw | raw or compressed (`<camera/image_raw>/compressed`; read-only) |
 | rescale_to_stream | false | overlay: an image of another size than the calibration is refused (false) or the calibration rescaled (true); capture always needs the calibrated size |
 
-Frames: the static transform is T_parent_child = T_base_camera of the calibration file (parent
-= robot base frame, child = camera optical frame), metres. The captured board frame is fixed on
+Frames (kinema4d_ros.camera_tf, docs/ros.md): without camera_mount_frame the static transform
+is T_base_camera of the calibration file (parent = robot base frame, child = camera optical
+frame), metres. With camera_mount_frame (e.g. camera_link) it is base -> mount =
+T_base_camera @ inv(T_mount_optical), where T_mount_optical is the camera driver's TF (looked up;
+we never publish it, so the optical frame keeps its one parent) or the file's (then published
+too). Until the driver's transform arrives nothing is published (counted, retried every second). The captured board frame is fixed on
 the robot's ee_frame. A solution from calibration/solve is used at once (transform, overlay)
 but written only by calibration/save.
 """
@@ -48,6 +57,7 @@ from tf2_msgs.msg import TFMessage
 
 from kinema4d_core.errors import Kinema4DError
 from kinema4d_ros import qos
+from kinema4d_ros.camera_tf import CAMERA_TF_PARAMS, TfTree, camera_transforms
 from kinema4d_ros.conversions import (image_subscription_topic, image_to_numpy, image_to_rgb, matrix_to_transform,
                                       numpy_to_image, stamp_to_seconds)
 from kinema4d_ros.diagnostics import Health, steady_timer
@@ -84,6 +94,11 @@ PARAMS = (
               read_only=True),
     ParamSpec("max_stamp_gap_s", 0.2, "Score only when image and sim/robot_mask stamps differ by at most this.",
               min=0.0, max=60.0),
+    ParamSpec("save_file", "", "Where calibration/save writes (empty: calibration_file, if "
+              "save_to_calibration_file)."),
+    ParamSpec("save_to_calibration_file", True, "Let calibration/save overwrite calibration_file when save_file "
+              "is empty (bring-up sets false for a packaged default calibration the user did not name)."),
+    *CAMERA_TF_PARAMS,
     IMAGE_TRANSPORT,
     RESCALE_TO_STREAM,
     *JOINT_INPUT_PARAMS,
@@ -97,12 +112,13 @@ class CalibrationNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("calibration_node", **kwargs)
         self.health = Health(lambda text: self.get_logger().warning(text))
-        self.p = declare_params(self, PARAMS, lambda changed: self.joints.update_params(changed))
+        self.p = declare_params(self, PARAMS, self._on_params)
         from kinema4d_core.calibration.board import load_board
         from kinema4d_core.camera import load_calibration
 
         self._lock = threading.Lock()
         self.camera = load_calibration(self.p["calibration_file"])
+        self.save_to_file = bool(self.p["save_to_calibration_file"])
         self.board = load_board(self.p["board_file"] or default_board_file())
         self.unsaved = False
         self.views: list = []                 # HandEyeView
@@ -115,6 +131,9 @@ class CalibrationNode(Node):
         self._mask_renderer_camera = None
 
         self.pub_tf = self.create_publisher(TFMessage, "/tf_static", qos.LATCHED)
+        self.tf_tree = TfTree(self)
+        self._tf_published: list | None = None   # the (parent, child, T) last published; None: pending
+        steady_timer(self, 1.0, self._tf_tick, callback_group=MutuallyExclusiveCallbackGroup())
         self.pub_overlay = self.create_publisher(Image, "calibration/overlay", qos.STREAM_OUT)
         self.pub_status = self.create_publisher(String, "calibration/status", qos.LATCHED)
         self._image_topic, image_type = image_subscription_topic(self, "camera/image_raw", self.p["image_transport"])
@@ -143,11 +162,49 @@ class CalibrationNode(Node):
             self._robot = load_robot(self.p["robot"])
         return self._robot
 
+    def _on_params(self, changed: dict) -> str | None:
+        err = self.joints.update_params(changed)
+        if err:
+            return err
+        if "calibration_file" in changed:
+            from kinema4d_core.camera import load_calibration
+
+            try:
+                camera = load_calibration(changed["calibration_file"])
+            except Kinema4DError as exc:
+                return str(exc)
+            with self._lock:
+                self.camera, self.unsaved = camera, False
+                self.save_to_file = True        # the user named this file
+            self.get_logger().info(f"calibration_file changed: reloaded {changed['calibration_file']}")
+        if "save_to_calibration_file" in changed:
+            self.save_to_file = bool(changed["save_to_calibration_file"])
+        self.p.update(changed)
+        if {"calibration_file", "camera_mount_frame", "camera_mount_source"} & set(changed):
+            self._publish_tf()
+        return None
+
     def _publish_tf(self) -> None:
-        cam = self.camera
-        msg = TFMessage(transforms=[matrix_to_transform(cam.T_base_camera, cam.parent_frame, cam.child_frame,
-                                                  self.get_clock().now().to_msg())])
-        self.pub_tf.publish(msg)
+        """Publish the camera's static transforms (camera_tf.camera_transforms); while the camera driver's
+        mount -> optical transform is missing, count it and let _tf_tick retry."""
+        try:
+            edges = camera_transforms(self.camera, self.p["camera_mount_frame"], self.p["camera_mount_source"],
+                                      self.tf_tree)
+        except Kinema4DError as exc:
+            self._tf_published = None
+            self.health.drop("tf_pending", str(exc))
+            return
+        stamp = self.get_clock().now().to_msg()
+        self.pub_tf.publish(TFMessage(transforms=[matrix_to_transform(T, parent, child, stamp)
+                                                  for parent, child, T in edges]))
+        if self._tf_published is None or [e[:2] for e in self._tf_published] != [e[:2] for e in edges]:
+            self.get_logger().info("camera TF: " + ", ".join(f"{a} -> {b}" for a, b, _ in edges))
+        self._tf_published = edges
+
+    def _tf_tick(self) -> None:
+        if self._tf_published is None:
+            with self._lock:
+                self._publish_tf()
 
     def _publish_status(self) -> None:
         cam = self.camera
@@ -226,9 +283,14 @@ class CalibrationNode(Node):
     def _srv_save(self) -> tuple[bool, str]:
         from kinema4d_core.camera import save_calibration
 
-        save_calibration(self.camera, self.p["calibration_file"])
+        target = self.p["save_file"] or (self.p["calibration_file"] if self.save_to_file else "")
+        if not target:
+            return False, (f"not saved: calibration_file {self.p['calibration_file']} is the packaged default, "
+                           "not a file you named; set save_file (ros2 param set /calibration_node save_file "
+                           "/path/my_camera.yaml) or start with --calibration PATH")
+        save_calibration(self.camera, target)
         self.unsaved = False
-        return True, f"wrote {self.p['calibration_file']} (previous kept as .bak)"
+        return True, f"wrote {target} (previous kept as .bak)"
 
     def _srv_reload(self) -> tuple[bool, str]:
         from kinema4d_core.camera import load_calibration

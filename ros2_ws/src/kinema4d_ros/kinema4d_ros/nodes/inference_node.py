@@ -18,6 +18,7 @@
 |---|---|---|
 | robot | panda | robot config name or yaml path (read-only) |
 | calibration_file | "" | camera calibration yaml (intrinsics + T_base_camera); required to simulate |
+| calibration_source | file | T_base_camera from calibration_file (file) or looked up in TF, base frame -> optical frame (tf; kinema4d_ros.camera_tf) |
 | backend | static-scene | kinema4d, kinema4d-tiny or static-scene (baseline); loaded once at start (read-only) |
 | base_path / checkpoint_path / variant / device / dtype / offload | | backend options ("" = backend default) |
 | output_root | runs | run folders are written to <output_root>/<run-id>/ |
@@ -69,6 +70,7 @@ from kinema4d_core.registry import backend_names, backend_spec, options_from_par
 from kinema4d_core.rollout import frame_points
 from kinema4d_interfaces.action import Simulate
 from kinema4d_ros import qos
+from kinema4d_ros.camera_tf import CALIBRATION_SOURCE_PARAMS, CameraPose
 from kinema4d_ros.conversions import (image_subscription_topic, image_to_depth, image_to_rgb, numpy_to_image,
                                       points_to_cloud, stamp_to_seconds, stream_camera)
 from kinema4d_ros.diagnostics import Health, steady_timer
@@ -83,6 +85,7 @@ PARAMS = (
     ParamSpec("robot", "panda", "Robot config name (urdf/<name>.yaml) or path to a robot yaml.", read_only=True),
     ParamSpec("calibration_file", "", "Camera calibration yaml (intrinsics and T_base_camera).",
               check=lambda p: f"calibration_file '{p}' does not exist" if p and not Path(p).is_file() else None),
+    *CALIBRATION_SOURCE_PARAMS,
     ParamSpec("backend", "static-scene", "Generation backend, loaded once at start.", choices=BACKENDS,
               read_only=True),
     ParamSpec("base_path", "", "Wan2.1 I2V base folder (backend kinema4d).", read_only=True),
@@ -157,6 +160,7 @@ class InferenceNode(Node):
         self._record_image: Image | None = None
         self._threads: list[threading.Thread] = []
         self.backend = self._make_backend()
+        self.pose = CameraPose(self, self.p["calibration_source"])
 
         group = ReentrantCallbackGroup()
         self._image_topic, image_type = image_subscription_topic(self, "camera/image_raw", self.p["image_transport"])
@@ -193,6 +197,8 @@ class InferenceNode(Node):
             except Kinema4DError as exc:
                 return str(exc)
             self._stream_camera = None          # re-judged against the new calibration at the next camera_info
+        if "calibration_source" in changed:
+            self.pose.source = changed["calibration_source"]
         if "rescale_to_stream" in changed or changed.get("use_camera_info") is False:
             self._stream_camera = None
         self.p.update(changed)
@@ -434,7 +440,7 @@ class InferenceNode(Node):
         out = Path(output_dir) if output_dir else root / run_id
         camera = self._stream_camera if self.p["use_camera_info"] else None
         return Job(run_id=run_id, source=source, output_dir=out.resolve(), trajectory=traj, first_frame=rgb,
-                   first_depth=depth, frame_id=image.header.frame_id or self.camera.child_frame, options=options,
+                   first_depth=depth, frame_id=self.camera.child_frame, options=options,   # the optical frame in TF
                    camera=camera)
 
     def _request(self, job: Job, progress: Callable):
@@ -443,7 +449,8 @@ class InferenceNode(Node):
 
         o = job.options
         progress("projecting", 0, int(getattr(self.backend, "num_frames", self.p["n_frames"])))
-        return EpisodeRequest(first_frame=job.first_frame, robot=self.robot, camera=job.camera or self.camera,
+        return EpisodeRequest(first_frame=job.first_frame, robot=self.robot,
+                              camera=self.pose.resolve(job.camera or self.camera),
                               trajectory=job.trajectory, first_depth=job.first_depth,
                               rescale_to_stream=bool(self.p["rescale_to_stream"]),
                               stream_source=self._image_topic, calibration_source=self.p["calibration_file"],

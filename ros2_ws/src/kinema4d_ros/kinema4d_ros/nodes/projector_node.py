@@ -3,6 +3,7 @@
 | kind | name | type | QoS |
 |---|---|---|---|
 | sub | `joint_states` (each of `joint_state_topics`) | sensor_msgs/JointState, merged by name and stamp | sensor data (best effort, keep last 5) |
+| sub | `/tf`, `/tf_static` | tf2_msgs/TFMessage (calibration_source tf) | tf2's |
 | sub | `camera/camera_info` | sensor_msgs/CameraInfo | sensor data (only with use_camera_info) |
 | pub | `kinema4d/robot_pointmap` | sensor_msgs/Image 32FC3, metres, camera optical frame | reliable, keep last 2 |
 | pub | `kinema4d/robot_mask` | sensor_msgs/Image mono8 (255 = robot) | reliable, keep last 2 |
@@ -13,6 +14,7 @@
 |---|---|---|
 | robot | panda | robot config name or yaml path (read-only) |
 | calibration_file | "" | camera calibration yaml: extrinsics always, intrinsics unless use_camera_info |
+| calibration_source | file | T_base_camera from calibration_file (file) or looked up in TF, base frame -> optical frame (tf; kinema4d_ros.camera_tf) |
 | use_camera_info | true | take intrinsics / size / frame id from camera/camera_info once it arrives (false: the file's) |
 | rescale_to_stream | false | a camera_info of another size than the calibration: refused (false) or the calibration rescaled (true) |
 | max_stamp_age_s | 0.5 | drop joint states older than this plus clock_skew_tolerance_s (node clock; 0 disables) |
@@ -48,6 +50,7 @@ from std_msgs.msg import String
 
 from kinema4d_core.errors import ConfigError, Kinema4DError
 from kinema4d_ros import qos
+from kinema4d_ros.camera_tf import CALIBRATION_SOURCE_PARAMS, CameraPose
 from kinema4d_ros.conversions import image_to_cdr, points_to_cloud_cdr, stamp_to_seconds, stream_camera
 from kinema4d_ros.diagnostics import Health, steady_timer
 from kinema4d_ros.joint_input import JointInput
@@ -71,6 +74,7 @@ PARAMS = (
     ParamSpec("robot", "panda", "Robot config name (urdf/<name>.yaml) or path to a robot yaml.", read_only=True),
     ParamSpec("calibration_file", "", "Camera calibration yaml (extrinsics T_base_camera; intrinsics unless "
               "use_camera_info).", check=_check_calibration),
+    *CALIBRATION_SOURCE_PARAMS,
     ParamSpec("use_camera_info", True, "Take intrinsics, image size and optical frame id from camera/camera_info."),
     RESCALE_TO_STREAM,
     ParamSpec("max_stamp_age_s", 0.5, "Drop joint states older than this many seconds (0 disables).",
@@ -104,6 +108,7 @@ class ProjectorNode(Node):
         self._no_camera_reason = "no calibration_file / camera_info yet"
         self._renderer = None
         self._renderer_camera = None
+        self.pose = CameraPose(self, self.p["calibration_source"])
 
         self.pub_pointmap = self.create_publisher(Image, "kinema4d/robot_pointmap", qos.STREAM_OUT)
         self.pub_mask = self.create_publisher(Image, "kinema4d/robot_mask", qos.STREAM_OUT)
@@ -135,6 +140,8 @@ class ProjectorNode(Node):
                 if not from_info:
                     self._camera_key = None     # adopt the next camera_info again, even an unchanged one
                 self._calibration = cal
+        if "calibration_source" in changed:
+            self.pose.source = changed["calibration_source"]
         if "rescale_to_stream" in changed:
             with self._lock:
                 self._camera_key = None         # judge the next camera_info under the new rule
@@ -211,6 +218,7 @@ class ProjectorNode(Node):
         if camera is None:
             self.health.drop("no_camera", self._no_camera_reason)
             return
+        camera = self.pose.resolve(camera)      # calibration_source tf: the pose TF has now
         renderer = self._renderer_for(camera)
         result = renderer.render_base(self.robot.mesh_poses(q))
         # outputs go out as ready CDR bytes (one copy of the pixels each; see conversions); one render
