@@ -578,7 +578,9 @@ class RobotModel:
             self._home = np.asarray(config.home, dtype=np.float64)
             self.check_positions(self._home, field="home")
         else:
-            self._home = np.where(self.continuous, 0.0, 0.5 * (self.lower + self.upper))
+            finite = ~self.continuous
+            self._home = np.zeros(self.n_joints)  # continuous joints rest at 0
+            self._home[finite] = 0.5 * (self.lower[finite] + self.upper[finite])
         _check_mesh_files(config)  # fail early; the meshes themselves load on first use
         self._meshes: tuple[LinkMesh, ...] | None = None
         self._mesh_frame_ids = np.zeros(0, dtype=np.int64)

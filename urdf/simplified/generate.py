@@ -53,7 +53,7 @@ def z_to(d):
 
 
 def fmt(xs):
-    return " ".join(f"{x:.9g}" for x in xs)
+    return " ".join(f"{x:.15g}" for x in xs)
 
 
 def cylinder(xyz, rpy, radius, length, color):
@@ -159,7 +159,7 @@ def ur5e():
     joints += [dict(name="wrist_3-flange", type="fixed", parent="wrist_3_link", child="flange", xyz=(0, 0, 0),
                     rpy=(0, -PI / 2, -PI / 2)),
                dict(name="flange-tool0", type="fixed", parent="flange", child="tool0", xyz=(0, 0, 0),
-                    rpy=(PI / 2, PI, PI / 2)),
+                    rpy=(PI / 2, 0, PI / 2)),
                dict(name="base_link-base_fixed_joint", type="fixed", parent="base_link", child="base", xyz=(0, 0, 0),
                     rpy=(0, 0, PI))]
     links = ["base_link", "base_link_inertia", "shoulder_link", "upper_arm_link", "forearm_link", "wrist_1_link",
