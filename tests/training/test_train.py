@@ -72,6 +72,7 @@ def test_scratch_overfits_exports_and_simulates(tmp_path, tiny_preset, robo4d_ro
     # the exported folder is a kinema4d-tiny checkpoint folder: simulate through the service
     rollout = simulate_with(TinyBackend(checkpoint_dir=export))
     assert rollout.rgb.shape == (49, 48, 96, 3) and rollout.metadata["backend"] == "kinema4d-tiny"
+    assert "trained by `kinema4d train`" in rollout.metadata["weights"]   # not labelled random
 
 
 def test_resume_continues_exactly(tmp_path, tiny_preset, robo4d_root, shared_cache):

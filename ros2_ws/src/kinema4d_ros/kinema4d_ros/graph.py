@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from kinema4d_core.errors import ConfigError
 from kinema4d_core.registry import backend_names, backend_spec, node_parameters, options_from_params
@@ -23,7 +23,7 @@ from kinema4d_core.registry import backend_names, backend_spec, node_parameters,
 MODES = ("sim", "real", "replay")
 PACKAGE = "kinema4d_ros"
 #: backend options (kinema4d_core.registry) passed through to the inference node as parameters
-BACKEND_PARAMS = ("base_path", "checkpoint_path", "variant", "device", "dtype")
+BACKEND_PARAMS = ("base_path", "checkpoint_path", "variant", "device", "dtype", "offload", "timestep_grid")
 
 
 def _backend_param_help(name: str) -> str:
@@ -69,6 +69,12 @@ ARGUMENTS: tuple[Argument, ...] = (
              "(real).", ("real",)),
     Argument("fixed_joint_values", "", "'joint:value' pairs for joints no topic publishes, e.g. "
              "panda_finger_joint1:0.04 (real).", ("real",)),
+    Argument("image_transport", "raw", "Camera image transport (real): raw | compressed (<image_topic>/compressed, "
+             "jpeg/png).", ("real",)),
+    Argument("depth_transport", "raw", "Depth transport (real): raw (16UC1 mm / 32FC1 m) | compressedDepth.",
+             ("real",)),
+    Argument("rescale_to_stream", "false", "Accept a camera stream of another size than the calibration by "
+             "rescaling its intrinsics (real; same aspect ratio); false: refuse it.", ("real",)),
 )
 #: node parameters of the joint inputs (kinema4d_ros.joint_input) set from real-mode arguments
 JOINT_INPUT_ARGS = ("joint_name_prefix", "joint_name_map", "fixed_joint_values")
@@ -219,13 +225,19 @@ def nodes_for(mode: str, args: Mapping[str, str] | None = None) -> list[NodeSpec
     if mode == "replay":
         nodes.append(NodeSpec("bag_player_node", "bag_player_node", str(cfg / "bag_player.yaml"),
                               {"bag_path": a["bag"], "rate": float(a["rate"]), "loop": _bool(a["loop"], "loop")}))
-    calibration_params = {**common, **robot_cal, **joint_input}
+    stream: dict[str, Any] = {}
+    if mode == "real":
+        stream = {"image_transport": a["image_transport"],
+                  "rescale_to_stream": _bool(a["rescale_to_stream"], "rescale_to_stream")}
+        inference.update(stream, depth_transport=a["depth_transport"])
+    calibration_params = {**common, **robot_cal, **joint_input, **stream}
     if mode == "sim":
         calibration_params["overlay_period_s"] = 0.0    # the sim has exact extrinsics; save CPU
     nodes += [
         NodeSpec("calibration_node", "calibration_node", str(cfg / "calibration.yaml"), calibration_params, remaps),
         NodeSpec("projector_node", "projector_node", str(cfg / "projector.yaml"),
-                 {**common, **robot_cal, **joint_input}, remaps),
+                 {**common, **robot_cal, **joint_input,
+                  **{k: v for k, v in stream.items() if k == "rescale_to_stream"}}, remaps),
         NodeSpec("inference_node", "inference_node", str(cfg / "inference.yaml"), inference, remaps),
         NodeSpec("robot_state_node", "robot_state_node", str(cfg / "robot_state.yaml"),
                  {**common, "robot": a["robot"]}, remaps),

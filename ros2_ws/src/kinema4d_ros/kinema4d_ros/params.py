@@ -177,3 +177,21 @@ def optional_calibration(path: str, robot=None):
     if robot is not None:
         check_camera_frame(camera, robot, source=path)
     return camera
+
+
+# ---- camera stream parameters: the same declaration (name, description, check) in every node
+#: how camera/image_raw is subscribed (image_transport conventions); read at start
+IMAGE_TRANSPORT = ParamSpec(
+    "image_transport", "raw", "Transport of camera/image_raw: raw (sensor_msgs/Image rgb8, bgr8, rgba8, bgra8, "
+    "mono8) or compressed (sensor_msgs/CompressedImage jpeg/png on <remapped camera/image_raw>/compressed, as "
+    "image_transport publishes it). Read at start.", choices=("raw", "compressed"), read_only=True)
+#: how camera/depth/image_raw is subscribed; read at start
+DEPTH_TRANSPORT = ParamSpec(
+    "depth_transport", "raw", "Transport of camera/depth/image_raw: raw (sensor_msgs/Image 16UC1 millimetres or "
+    "32FC1 metres) or compressedDepth (png, on <remapped topic>/compressedDepth). Read at start.",
+    choices=("raw", "compressedDepth"), read_only=True)
+#: the one size rule (kinema4d_core.camera.match_stream): refuse, or rescale the calibration on request
+RESCALE_TO_STREAM = ParamSpec(
+    "rescale_to_stream", False, "A camera_info or image whose size differs from the calibration is refused "
+    "(false) or accepted with the calibration's intrinsics rescaled to it (true; the aspect ratio must agree "
+    "within 1%; images are never stretched).")

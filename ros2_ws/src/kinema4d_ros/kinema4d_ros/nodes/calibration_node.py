@@ -3,7 +3,7 @@
 | kind | name | type | QoS |
 |---|---|---|---|
 | pub | `/tf_static` | tf2_msgs/TFMessage: parent_frame -> child_frame of the calibration | reliable, transient local, depth 1 |
-| sub | `camera/image_raw` | sensor_msgs/Image rgb8 or bgr8 | sensor data (best effort, keep last 5) |
+| sub | `camera/image_raw` | sensor_msgs/Image rgb8 / bgr8 / rgba8 / bgra8 / mono8, or `camera/image_raw/compressed` jpeg / png with image_transport=compressed | sensor data (best effort, keep last 5) |
 | sub | `joint_states` (each of `joint_state_topics`) | sensor_msgs/JointState, merged by name and stamp (kinema4d_ros.joint_input) | sensor data |
 | sub | `sim/robot_mask` | sensor_msgs/Image mono8 (robot > 0), optional ground truth | best effort, keep last 2 |
 | pub | `calibration/overlay` | sensor_msgs/Image rgb8: rendered robot mask over the camera image | reliable, keep last 2 |
@@ -23,6 +23,8 @@
 | min_views | 4 | views needed by calibration/solve |
 | overlay_period_s | 0.5 | period of the overlay/score update (0 disables the overlay; read-only) |
 | max_stamp_gap_s | 0.2 | score only when image and robot mask stamps differ by at most this |
+| image_transport | raw | raw or compressed (`<camera/image_raw>/compressed`; read-only) |
+| rescale_to_stream | false | overlay: an image of another size than the calibration is refused (false) or the calibration rescaled (true); capture always needs the calibrated size |
 
 Frames: the static transform is T_parent_child = T_base_camera of the calibration file (parent
 = robot base frame, child = camera optical frame), metres. The captured board frame is fixed on
@@ -46,12 +48,13 @@ from tf2_msgs.msg import TFMessage
 
 from kinema4d_core.errors import Kinema4DError
 from kinema4d_ros import qos
-from kinema4d_ros.conversions import (image_to_numpy, image_to_rgb, matrix_to_transform,
+from kinema4d_ros.conversions import (image_subscription_topic, image_to_numpy, image_to_rgb, matrix_to_transform,
                                       numpy_to_image, stamp_to_seconds)
 from kinema4d_ros.diagnostics import Health, steady_timer
 from kinema4d_ros.joint_input import JointInput
 from kinema4d_ros.node_main import run_node
-from kinema4d_ros.params import JOINT_INPUT_PARAMS, STAMP_PARAMS, ParamSpec, declare_params
+from kinema4d_ros.params import (IMAGE_TRANSPORT, JOINT_INPUT_PARAMS, RESCALE_TO_STREAM, STAMP_PARAMS, ParamSpec,
+                                 declare_params)
 
 
 def default_board_file() -> str:
@@ -81,6 +84,8 @@ PARAMS = (
               read_only=True),
     ParamSpec("max_stamp_gap_s", 0.2, "Score only when image and sim/robot_mask stamps differ by at most this.",
               min=0.0, max=60.0),
+    IMAGE_TRANSPORT,
+    RESCALE_TO_STREAM,
     *JOINT_INPUT_PARAMS,
     *STAMP_PARAMS,
 )
@@ -112,7 +117,8 @@ class CalibrationNode(Node):
         self.pub_tf = self.create_publisher(TFMessage, "/tf_static", qos.LATCHED)
         self.pub_overlay = self.create_publisher(Image, "calibration/overlay", qos.STREAM_OUT)
         self.pub_status = self.create_publisher(String, "calibration/status", qos.LATCHED)
-        self.create_subscription(Image, "camera/image_raw", self._on_image, qos.SENSOR_IN)
+        self._image_topic, image_type = image_subscription_topic(self, "camera/image_raw", self.p["image_transport"])
+        self.create_subscription(image_type, self._image_topic, self._on_image, qos.SENSOR_IN)
         self.joints = JointInput(self, self.robot, self.p, self.health, None)   # latest merged state on demand
         self.create_subscription(Image, "sim/robot_mask", self._on_gt_mask, qos.stream_in())
         services = MutuallyExclusiveCallbackGroup()
@@ -170,7 +176,7 @@ class CalibrationNode(Node):
         return call
 
     # ---- inputs -----------------------------------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg) -> None:
         self._image = msg
 
     def _on_gt_mask(self, msg: Image) -> None:
@@ -185,15 +191,15 @@ class CalibrationNode(Node):
     def _srv_capture(self) -> tuple[bool, str]:
         from kinema4d_core.calibration.board import detect_charuco, rejection_reason
         from kinema4d_core.calibration.handeye import HandEyeView
+        from kinema4d_core.camera import match_stream
 
         img = self._image
         if img is None:
-            return False, "no camera/image_raw received yet"
+            return False, f"no {self._image_topic} received yet"
         q = self._latest_q()
-        rgb = image_to_rgb(img, "camera/image_raw")
-        if rgb.shape[:2] != (self.camera.height, self.camera.width):
-            return False, (f"image is {rgb.shape[1]}x{rgb.shape[0]} but the calibration is "
-                           f"{self.camera.width}x{self.camera.height}")
+        rgb = image_to_rgb(img, self._image_topic)
+        # hand-eye views are solved with the calibration's intrinsics: never rescaled here
+        match_stream(self.camera, rgb.shape[1], rgb.shape[0], source=self._image_topic)
         det = detect_charuco(rgb, self.board)
         reason = rejection_reason(det, self.board, int(self.p["min_corners"]))
         if reason is not None:
@@ -257,11 +263,12 @@ class CalibrationNode(Node):
         with self._lock:
             camera = self.camera
             q = self._latest_q()
-        rgb = image_to_rgb(img, "camera/image_raw")
-        if rgb.shape[:2] != (camera.height, camera.width):
-            self.health.drop("image_size", f"image {rgb.shape[1]}x{rgb.shape[0]} != calibration "
-                                           f"{camera.width}x{camera.height}")
-            return
+        from kinema4d_core.camera import match_stream
+
+        rgb = image_to_rgb(img, self._image_topic)
+        # the one size rule (refused -> counted as a rejection by _overlay_tick; rescaled on request)
+        camera = match_stream(camera, rgb.shape[1], rgb.shape[0], rescale=bool(self.p["rescale_to_stream"]),
+                              source=self._image_topic)
         if self._mask_renderer is None or self._mask_renderer_camera is not camera:
             self._mask_renderer = MaskRenderer(self.robot, camera)
             self._mask_renderer_camera = camera

@@ -14,6 +14,7 @@
 | robot | panda | robot config name or yaml path (read-only) |
 | calibration_file | "" | camera calibration yaml: extrinsics always, intrinsics unless use_camera_info |
 | use_camera_info | true | take intrinsics / size / frame id from camera/camera_info once it arrives (false: the file's) |
+| rescale_to_stream | false | a camera_info of another size than the calibration: refused (false) or the calibration rescaled (true) |
 | max_stamp_age_s | 0.5 | drop joint states older than this plus clock_skew_tolerance_s (node clock; 0 disables) |
 | publish_points | true | publish kinema4d/robot_points |
 | points_stride | 1 | keep every n-th robot pixel in the point cloud |
@@ -45,14 +46,13 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 
-from kinema4d_core.errors import Kinema4DError
+from kinema4d_core.errors import ConfigError, Kinema4DError
 from kinema4d_ros import qos
-from kinema4d_ros.conversions import (camera_info_to_model, image_to_cdr, points_to_cloud_cdr,
-                                      stamp_to_seconds)
+from kinema4d_ros.conversions import image_to_cdr, points_to_cloud_cdr, stamp_to_seconds, stream_camera
 from kinema4d_ros.diagnostics import Health, steady_timer
 from kinema4d_ros.joint_input import JointInput
 from kinema4d_ros.node_main import run_node
-from kinema4d_ros.params import (JOINT_INPUT_PARAMS, STAMP_PARAMS, ParamSpec, declare_params,
+from kinema4d_ros.params import (JOINT_INPUT_PARAMS, RESCALE_TO_STREAM, STAMP_PARAMS, ParamSpec, declare_params,
                                  optional_calibration)
 
 # numba's OpenMP workers otherwise spin-wait after every frame, burning CPU that the executor,
@@ -72,6 +72,7 @@ PARAMS = (
     ParamSpec("calibration_file", "", "Camera calibration yaml (extrinsics T_base_camera; intrinsics unless "
               "use_camera_info).", check=_check_calibration),
     ParamSpec("use_camera_info", True, "Take intrinsics, image size and optical frame id from camera/camera_info."),
+    RESCALE_TO_STREAM,
     ParamSpec("max_stamp_age_s", 0.5, "Drop joint states older than this many seconds (0 disables).",
               min=0.0, max=60.0),
     ParamSpec("publish_points", True, "Publish kinema4d/robot_points (PointCloud2)."),
@@ -100,6 +101,7 @@ class ProjectorNode(Node):
         self._calibration = optional_calibration(self.p["calibration_file"], self.robot)
         self._camera = self._calibration          # what we render into (may come from camera_info)
         self._camera_key: tuple | None = None
+        self._no_camera_reason = "no calibration_file / camera_info yet"
         self._renderer = None
         self._renderer_camera = None
 
@@ -133,6 +135,9 @@ class ProjectorNode(Node):
                 if not from_info:
                     self._camera_key = None     # adopt the next camera_info again, even an unchanged one
                 self._calibration = cal
+        if "rescale_to_stream" in changed:
+            with self._lock:
+                self._camera_key = None         # judge the next camera_info under the new rule
         if changed.get("use_camera_info") is False:
             with self._lock:                    # back to the calibration file's intrinsics
                 self._camera, self._camera_key = self._calibration, None
@@ -151,14 +156,18 @@ class ProjectorNode(Node):
         key = (msg.width, msg.height, tuple(msg.k), tuple(msg.d), msg.distortion_model, msg.header.frame_id)
         if key == self._camera_key:
             return
-        try:
-            camera = camera_info_to_model(msg, cal.T_base_camera, parent_frame=cal.parent_frame,
-                                          camera_name=cal.camera_name)
+        try:   # the one rule: size checked against the calibration (match_stream), intrinsics from camera_info
+            camera = stream_camera(cal, msg, rescale=bool(self.p["rescale_to_stream"]), source="camera/camera_info")
         except Kinema4DError as exc:
             self.health.reject("camera_info", str(exc))
+            if isinstance(exc, ConfigError):    # the stream does not match the calibration (size): never
+                with self._lock:                # render for it, outputs would not align; a malformed
+                    self._camera, self._camera_key = None, None     # message just keeps the last camera
+                    self._no_camera_reason = f"the last camera/camera_info was refused: {exc}"
             return
         with self._lock:
             self._camera, self._camera_key = camera, key
+            self._no_camera_reason = "no calibration_file / camera_info yet"
         self.get_logger().info(f"camera from camera_info: {camera.width}x{camera.height} frame {camera.child_frame}")
 
     def _on_joints(self, merged, stamp_msg) -> None:
@@ -200,7 +209,7 @@ class ProjectorNode(Node):
             self.health.count("clipped_to_limits")
             q = clipped
         if camera is None:
-            self.health.drop("no_camera", "no calibration_file / camera_info yet")
+            self.health.drop("no_camera", self._no_camera_reason)
             return
         renderer = self._renderer_for(camera)
         result = renderer.render_base(self.robot.mesh_poses(q))
