@@ -8,15 +8,17 @@
 #       .venv/bin/kinema4d-ros bringup sim --backend kinema4d --base-path /data/Wan2.1-I2V-14B-480P-Diffusers \
 #       --checkpoint-path /data/Kinema4D/kinema4d_ckpt
 #
-# DDS discovery stays on loopback inside the container (the bring-up sets it), so --network host
-# only matters if you connect RViz from the host with the same ROS_DOMAIN_ID.
+# Network: `bringup sim` / `replay` set loopback discovery and a private domain themselves (printed
+# at start; pass --domain-id N to pick it). Nothing is baked into the image, so real mode joins the
+# lab's graph with the user's settings:
+#   docker run --rm --gpus all --network host -e ROS_DOMAIN_ID=$ROS_DOMAIN_ID \
+#       -e ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET -v $PWD/calib:/calib kinema4d-ros \
+#       .venv/bin/kinema4d-ros bringup real --calibration /calib/camera.yaml
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
     MUJOCO_GL=egl \
-    ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST \
-    ROS_LOCALHOST_ONLY=1 \
     KINEMA4D_TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
 
 # Python 3.11 (the ROS 2 Kilted wheels are cp311) from the deadsnakes PPA; cmake + g++ build

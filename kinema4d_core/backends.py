@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from kinema4d_core.errors import ConfigError, InputError, ResourceError
+from kinema4d_core.model.schedule import DEFAULT_TIMESTEP_GRID, TIMESTEP_GRIDS
 from kinema4d_core.registry import BackendOption, BackendSpec, backend_spec, register_backend
 from kinema4d_core.rollout import Rollout
 from kinema4d_core.types import Backend, CancelFn, Cancelled, GenerationRequest, ProgressFn  # noqa: F401 (re-exported)
@@ -91,13 +92,16 @@ class Kinema4DBackend:
 
     def __init__(self, base: str | Path, checkpoint: str | Path, *, variant: str = "rgb-pm", device: str = "cuda",
                  dtype: str = "bf16", offload: str = "none", batch_passes: bool = True, vae_tiling: bool = False,
-                 compile: bool = False, weights_note: str | None = None):
+                 compile: bool = False, timestep_grid: str = DEFAULT_TIMESTEP_GRID, weights_note: str | None = None):
         from kinema4d_core.model.checkpoint import check_base_folder, read_arm_config, resolve_checkpoint_folder
 
         if dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {dtype!r}", field="dtype", fix=f"use one of {DTYPES}")
         if offload not in OFFLOADS:
             raise ConfigError(f"unknown offload {offload!r}", field="offload", fix=f"use one of {OFFLOADS}")
+        if timestep_grid not in TIMESTEP_GRIDS:
+            raise ConfigError(f"unknown timestep grid {timestep_grid!r}", field="timestep_grid",
+                              fix=f"use one of {TIMESTEP_GRIDS}")
         self.device = resolve_device(device)
         if offload != "none" and self.device == "cpu":
             raise ConfigError("CPU offload needs a CUDA device", field="offload", fix="use --offload none on CPU")
@@ -106,6 +110,7 @@ class Kinema4DBackend:
         self.arm = read_arm_config(self.checkpoint)
         self.variant, self.dtype, self.offload = variant, dtype, offload
         self.batch_passes, self.vae_tiling, self.compile = batch_passes, vae_tiling, compile
+        self.timestep_grid = timestep_grid
         self.weights_note = weights_note
         self._pipe = None
 
@@ -152,7 +157,7 @@ class Kinema4DBackend:
                 "checkpoint": str(self.checkpoint), "weights": self.weights_note or "checkpoint",
                 "seed": int(request.seed), "steps": int(request.steps), "guidance": float(request.guidance),
                 "guidance_mode": request.guidance_mode, "dtype": self.dtype, "device": self.device,
-                "offload": self.offload}
+                "offload": self.offload, "timestep_grid": self.timestep_grid}
 
     def generate(self, request: GenerationRequest, progress: ProgressFn | None = None,
                  should_cancel: CancelFn | None = None) -> Rollout:
@@ -168,7 +173,7 @@ class Kinema4DBackend:
                        None if robot.rgb is None else np.asarray(robot.rgb, dtype=np.uint8),
                        num_inference_steps=request.steps, guidance_scale=request.guidance,
                        guidance_mode=request.guidance_mode, seed=request.seed, batch_passes=self.batch_passes,
-                       progress=progress, should_cancel=should_cancel)
+                       timestep_grid=self.timestep_grid, progress=progress, should_cancel=should_cancel)
         except torch.OutOfMemoryError as exc:
             hint = {"none": "--offload model (or --offload group for the least GPU memory)",
                     "model": "--offload group", "group": "--guidance-mode single, or a GPU with more memory"}
@@ -176,6 +181,7 @@ class Kinema4DBackend:
                                 fix=f"retry with {hint[self.offload]}; VAE tiling also helps") from exc
         fit = fit_metric(out.pointmap01, robot.pointmap, robot.mask)
         meta = self.metadata(request)
+        meta["schedule"] = out.timestep_grid          # the grid sampled on: name, timesteps, sigmas
         meta["metric_fit"] = {"scale": fit.scale.tolist(), "offset": fit.offset.tolist(),
                               "poor_frames": np.flatnonzero(fit.poor).tolist(), "threshold_m": POOR_FIT_THRESHOLD_M}
         return Rollout(rgb=(np.clip(out.rgb, 0, 1) * 255 + 0.5).astype(np.uint8),
@@ -199,7 +205,10 @@ class TinyBackend(Kinema4DBackend):
             checkpoint_dir = make_tiny_checkpoint(self._tmp.name, seed=seed)
             note = f"tiny preset built in memory from seed {seed} (random, untrained)"
         else:
-            note = f"tiny preset from {checkpoint_dir} (random, untrained)"
+            checkpoint_dir = Path(checkpoint_dir)
+            trained = (checkpoint_dir / "training_info.json").is_file()   # written by training.export
+            note = (f"checkpoint trained by `kinema4d train` from {checkpoint_dir}" if trained
+                    else f"tiny preset from {checkpoint_dir} (random, untrained)")
         checkpoint_dir = Path(checkpoint_dir)
         super().__init__(checkpoint_dir / "base", checkpoint_dir, variant=variant, device=device, dtype=dtype,
                          weights_note=note, **options)
@@ -270,6 +279,9 @@ _MODEL_OPTIONS = (
     BackendOption("batch_passes", bool, True, "run the two guidance passes as one batch"),
     BackendOption("vae_tiling", bool, False, "encode/decode the VAE in tiles (less memory)"),
     BackendOption("compile", bool, False, "torch.compile the repeated transformer blocks"),
+    BackendOption("timestep_grid", str, DEFAULT_TIMESTEP_GRID, "sampling grid: release (diffusers 0.34's flow "
+                  "UniPC grid, as the released numbers) or modern (the installed diffusers' grid)",
+                  choices=TIMESTEP_GRIDS),
 )
 
 

@@ -7,9 +7,13 @@ Reading (``read_bag``) collects the topics named in ``BagTopics``:
 - joint states (``sensor_msgs/JointState``): positions in radians / metres, reordered to the
   joint names of the first message;
 - camera images (``sensor_msgs/Image`` rgb8/bgr8/rgba8/bgra8/mono8, or
-  ``sensor_msgs/CompressedImage`` jpeg/png): kept as raw messages and decoded on demand to
-  (H, W, 3) uint8 RGB, so a long bag costs its compressed size in memory;
-- camera info (first message), optional depth (``32FC1`` metres or ``16UC1`` millimetres),
+  ``sensor_msgs/CompressedImage`` jpeg/png): the first pass keeps only each message's stamp
+  (read from the CDR header) and position in the bag; ``ImageStream.decode_many`` reads the
+  selected frames back in a second pass and decodes them to (H, W, 3) uint8 RGB. A bag is
+  streamed one message at a time, never held in memory: a 20 GB bag costs its joint states and
+  a few numbers per image, plus the frames an episode selects;
+- camera info (first message), optional depth (``32FC1`` metres, ``16UC1`` millimetres, or a
+  compressedDepth png ``CompressedImage``; decoding is ``kinema4d_core.images``, shared with the nodes),
   optional marker topic (any type; only its stamps are used).
 
 Stamps are seconds (float64) taken from ``header.stamp``; a zero header stamp falls back to the
@@ -32,6 +36,9 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from kinema4d_core.errors import InputError
+from kinema4d_core.images import COLOUR_ENCODINGS, decode_colour
+from kinema4d_core.images import DEPTH_ENCODINGS as _DEPTH_ENCODINGS
+from kinema4d_core.images import decode_depth as _decode_depth
 
 STORAGES = ("sqlite3", "mcap")
 
@@ -42,8 +49,8 @@ CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
 STRING = "std_msgs/msg/String"
 
-RGB_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
-DEPTH_ENCODINGS = ("32FC1", "16UC1")
+RGB_ENCODINGS = COLOUR_ENCODINGS
+DEPTH_ENCODINGS = _DEPTH_ENCODINGS
 
 
 @lru_cache(maxsize=1)
@@ -95,31 +102,74 @@ class JointStream:
 
 @dataclass
 class ImageStream:
-    """Undecoded image messages in stamp order; ``decode(i)`` gives frame ``i``."""
+    """Image (or depth) messages in stamp order, not held in memory: ``stamps`` (T,) seconds and,
+    per message, where it is in the bag (``receive_ns``: the bag's receive time, ``dup``: its rank
+    among messages of the topic with that same receive time and stamp). ``decode_many`` reads only the
+    requested messages back from the bag in one pass."""
 
     topic: str
     msgtype: str
     stamps: np.ndarray
-    raw: list[bytes]
+    receive_ns: np.ndarray
+    dup: np.ndarray
+    path: Path | None = None
     frame_id: str = ""
 
     def __len__(self) -> int:
-        return len(self.raw)
+        return int(len(self.stamps))
+
+    def raw_many(self, indices: Sequence[int]) -> list[bytes]:
+        """The serialized messages ``indices`` (stamp order), read from the bag in one pass over
+        the receive-time window they span."""
+        idx = [int(i) for i in indices]
+        if not idx:
+            return []
+        if self.path is None:
+            raise InputError(f"{self.topic} has no bag to read from", field=self.topic)
+        bad = [i for i in idx if not 0 <= i < len(self)]
+        if bad:
+            raise InputError(f"frame indices {bad[:5]} outside 0..{len(self) - 1}", field=self.topic)
+        wanted = {(int(self.receive_ns[i]), float(self.stamps[i]), int(self.dup[i])): i for i in idx}
+        lo = min(k[0] for k in wanted)
+        hi = max(k[0] for k in wanted)
+        found: dict[int, bytes] = {}
+        seen: dict[tuple[int, float], int] = {}
+        for _topic, msgtype, t_ns, raw in iter_messages(self.path, [self.topic], start_ns=lo, stop_ns=hi + 1):
+            key = (int(t_ns), header_stamp(raw, msgtype, t_ns)[0])
+            rank = seen[key] = seen.get(key, -1) + 1
+            i = wanted.get((*key, rank))
+            if i is not None:
+                found[i] = raw
+                if len(found) == len(wanted):
+                    break
+        missing = [i for i in idx if i not in found]
+        if missing:
+            raise InputError(f"{len(missing)} messages of {self.topic} vanished from {self.path} between two reads",
+                             field="bag", fix="do not modify the bag while it is replayed")
+        return [found[i] for i in idx]
+
+    def _decode(self, raw: bytes) -> np.ndarray:
+        return decode_image(typestore().deserialize_cdr(raw, self.msgtype), field=self.topic)
+
+    def _decode_depth(self, raw: bytes) -> np.ndarray:
+        return decode_depth(typestore().deserialize_cdr(raw, self.msgtype), field=self.topic)
+
+    def decode_many(self, indices: Sequence[int]) -> list[np.ndarray]:
+        """Frames ``indices`` as (H, W, 3) uint8 RGB, read in one pass (one frame in memory at a
+        time besides the results)."""
+        return [self._decode(raw) for raw in self.raw_many(indices)]
 
     def decode(self, index: int) -> np.ndarray:
         """Frame ``index`` as (H, W, 3) uint8 RGB."""
-        msg = typestore().deserialize_cdr(self.raw[index], self.msgtype)
-        if self.msgtype == COMPRESSED_IMAGE:
-            return decode_compressed_image(msg, field=self.topic)
-        return decode_image(msg, field=self.topic)
+        return self.decode_many([index])[0]
+
+    def decode_depth_many(self, indices: Sequence[int]) -> list[np.ndarray]:
+        """Frames ``indices`` as (H, W) float32 depth in metres (NaN where invalid)."""
+        return [self._decode_depth(raw) for raw in self.raw_many(indices)]
 
     def decode_depth(self, index: int) -> np.ndarray:
         """Frame ``index`` as (H, W) float32 depth in metres (NaN where invalid)."""
-        msg = typestore().deserialize_cdr(self.raw[index], self.msgtype)
-        if self.msgtype != IMAGE:
-            raise InputError(f"depth must be a raw sensor_msgs/Image, got {self.msgtype}", field=self.topic,
-                             fix="record depth as 32FC1 (metres) or 16UC1 (millimetres) Image")
-        return decode_depth(msg, field=self.topic)
+        return self.decode_depth_many([index])[0]
 
 
 @dataclass
@@ -153,71 +203,21 @@ def _stamp_or_receive(msg: Any, receive_ns: int) -> float:
     return receive_ns * 1e-9
 
 
-def _pixel_rows(msg: Any, channels: int, itemsize: int, field: str) -> np.ndarray:
-    """Raw image bytes -> (H, W*channels*itemsize) uint8 rows, honouring ``step`` padding."""
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    row_bytes = w * channels * itemsize
-    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data, dtype=np.uint8)
-    if h <= 0 or w <= 0:
-        raise InputError(f"image has size {h}x{w}", field=field, fix="publish non-empty images")
-    if step < row_bytes or data.size < step * (h - 1) + row_bytes:
-        raise InputError(f"image data ({data.size} bytes, step {step}) is too short for {h}x{w} "
-                         f"{msg.encoding}", field=field, fix="check the publisher's step/encoding")
-    if data.size < step * h:
-        data = np.concatenate([data, np.zeros(step * h - data.size, np.uint8)])
-    return data[: step * h].reshape(h, step)[:, :row_bytes]
-
-
 def decode_image(msg: Any, *, field: str = "image") -> np.ndarray:
-    """``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8, mono8) -> (H, W, 3) uint8 RGB."""
-    enc = str(msg.encoding).lower()
-    channels = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8uc1": 1, "8uc3": 3}.get(enc)
-    if channels is None:
-        raise InputError(f"unsupported image encoding {msg.encoding!r}", field=field,
-                         fix=f"use one of {', '.join(RGB_ENCODINGS)} or a jpeg/png CompressedImage")
-    rows = _pixel_rows(msg, channels, 1, field)
-    img = rows.reshape(int(msg.height), int(msg.width), channels)
-    if channels == 1:
-        return np.repeat(img, 3, axis=2).copy()
-    if enc in ("bgr8", "bgra8", "8uc3"):
-        img = img[..., [2, 1, 0]]
-    return np.ascontiguousarray(img[..., :3])
+    """``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8, mono8) or ``CompressedImage`` -> (H, W, 3) uint8 RGB
+    (``kinema4d_core.images.decode_colour``: the one decoder, shared with the ROS nodes)."""
+    return decode_colour(msg, field)
 
 
 def decode_depth(msg: Any, *, field: str = "depth") -> np.ndarray:
-    """``sensor_msgs/Image`` 32FC1 (metres) or 16UC1 (millimetres) -> (H, W) float32 metres.
-
-    Zero / non-finite depth becomes NaN (no measurement).
-    """
-    enc = str(msg.encoding).upper()
-    if enc not in DEPTH_ENCODINGS:
-        raise InputError(f"unsupported depth encoding {msg.encoding!r}", field=field,
-                         fix="publish depth as 32FC1 (metres) or 16UC1 (millimetres)")
-    itemsize = 4 if enc == "32FC1" else 2
-    rows = _pixel_rows(msg, 1, itemsize, field)
-    order = ">" if msg.is_bigendian else "<"
-    dtype = np.dtype(f"{order}f4") if enc == "32FC1" else np.dtype(f"{order}u2")
-    depth = np.ascontiguousarray(rows).view(dtype).reshape(int(msg.height), int(msg.width)).astype(np.float32)
-    if enc == "16UC1":
-        depth = depth / 1000.0
-    depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
-    return depth
+    """``sensor_msgs/Image`` 32FC1 (metres) / 16UC1 (millimetres), or compressedDepth png -> (H, W) float32
+    metres; zero / non-finite depth becomes NaN (``kinema4d_core.images.decode_depth``)."""
+    return _decode_depth(msg, field)
 
 
 def decode_compressed_image(msg: Any, *, field: str = "image") -> np.ndarray:
     """``sensor_msgs/CompressedImage`` (jpeg or png) -> (H, W, 3) uint8 RGB."""
-    import cv2
-
-    fmt = str(msg.format).lower()
-    if "compresseddepth" in fmt or not any(k in fmt for k in ("jpeg", "jpg", "png")):
-        raise InputError(f"unsupported compressed image format {msg.format!r}", field=field,
-                         fix="use jpeg or png CompressedImage, or raw Image messages")
-    buf = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data, np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if img is None:
-        raise InputError(f"could not decode a {msg.format!r} image ({buf.size} bytes)", field=field,
-                         fix="the compressed data is corrupt; re-record the topic")
-    return np.ascontiguousarray(img[..., ::-1])
+    return decode_colour(msg, field)
 
 
 def decode_camera_info(msg: Any) -> CameraInfoData:
@@ -235,12 +235,39 @@ def decode_camera_info(msg: Any) -> CameraInfoData:
 # Reading
 # ----------------------------------------------------------------------------------------------
 
-def bag_storage(path: str | os.PathLike) -> str:
-    """Storage plugin of a bag folder or file: "sqlite3" or "mcap"; InputError otherwise."""
+ROS1_MAGIC = b"#ROSBAG V2.0"
+
+
+def ros1_convert_command(path: str | os.PathLike) -> str:
+    """The command that converts a ROS 1 bag into a rosbag2 folder beside it (the ``rosbags``
+    package's ``rosbags-convert``, installed with kinema4d)."""
     p = Path(path)
-    files = [p] if p.is_file() else sorted(p.glob("*.db3")) + sorted(p.glob("*.mcap")) if p.is_dir() else []
+    dst = p.with_name(p.stem + "_ros2") if p.suffix == ".bag" else p.with_name(p.name + "_ros2")
+    return f"rosbags-convert --src {p} --dst {dst}"
+
+
+def _is_ros1_bag(p: Path) -> bool:
+    if p.suffix == ".bag":
+        return True
+    try:
+        with open(p, "rb") as fh:
+            return fh.read(len(ROS1_MAGIC)) == ROS1_MAGIC
+    except OSError:
+        return False
+
+
+def bag_storage(path: str | os.PathLike) -> str:
+    """Storage plugin of a bag folder or file: "sqlite3" or "mcap"; InputError otherwise (a ROS 1
+    ``.bag`` gets the ``rosbags-convert`` command that converts it)."""
+    p = Path(path)
     if not p.exists():
         raise InputError(f"{p} does not exist", field="bag", fix="pass the bag folder or its .db3/.mcap file")
+    ros1 = [p] if p.is_file() and _is_ros1_bag(p) else sorted(p.glob("*.bag")) if p.is_dir() else []
+    if ros1 and not (p.is_dir() and (list(p.glob("*.db3")) or list(p.glob("*.mcap")))):
+        raise InputError(f"{ros1[0]} is a ROS 1 bag; replay reads rosbag2 (sqlite3 or mcap) bags", field="bag",
+                         fix=f"convert it first: `{ros1_convert_command(ros1[0])}`, then replay the "
+                             f"{ros1_convert_command(ros1[0]).split(' --dst ')[1]} folder")
+    files = [p] if p.is_file() else sorted(p.glob("*.db3")) + sorted(p.glob("*.mcap")) if p.is_dir() else []
     for f in files:
         if f.suffix == ".db3":
             return "sqlite3"
@@ -263,8 +290,11 @@ def _open_reader(path: Path) -> Any:
     return reader
 
 
-def iter_messages(path: str | os.PathLike, topics: Sequence[str] = ()) -> Iterator[tuple[str, str, int, bytes]]:
-    """Yield ``(topic, msgtype, receive_time_ns, raw_cdr)`` in bag order (all topics if empty)."""
+def iter_messages(path: str | os.PathLike, topics: Sequence[str] = (), *, start_ns: int | None = None,
+                  stop_ns: int | None = None) -> Iterator[tuple[str, str, int, bytes]]:
+    """Yield ``(topic, msgtype, receive_time_ns, raw_cdr)`` in bag order (all topics if empty),
+    optionally only receive times in ``[start_ns, stop_ns)``. One message at a time: nothing of
+    the bag is kept once the caller lets go of it."""
     path = Path(path)
     reader = _open_reader(path)
     try:
@@ -272,7 +302,7 @@ def iter_messages(path: str | os.PathLike, topics: Sequence[str] = ()) -> Iterat
         if not conns:
             return
         try:
-            for conn, t_ns, raw in reader.messages(connections=conns):
+            for conn, t_ns, raw in reader.messages(connections=conns, start=start_ns, stop=stop_ns):
                 yield conn.topic, conn.msgtype, int(t_ns), bytes(raw)
         except InputError:
             raise
@@ -307,7 +337,7 @@ def read_bag(path: str | os.PathLike, topics: BagTopics = BagTopics()) -> BagDat
             raise InputError(f"topic {topic!r} is not in the bag (it has: {sorted(available)})",
                              field=f"{role}_topic", fix=f"pass --{role}-topic with one of the bag's topics")
     expected = [(topics.joint, (JOINT_STATE,)), (topics.image, (IMAGE, COMPRESSED_IMAGE)),
-                (topics.camera_info, (CAMERA_INFO,)), (topics.depth, (IMAGE,))]
+                (topics.camera_info, (CAMERA_INFO,)), (topics.depth, (IMAGE, COMPRESSED_IMAGE))]
     for topic, types in expected:
         if topic and topic in available and available[topic] not in types:
             raise InputError(f"topic {topic!r} has type {available[topic]}, expected {' or '.join(types)}",
@@ -318,15 +348,15 @@ def read_bag(path: str | os.PathLike, topics: BagTopics = BagTopics()) -> BagDat
     j_rows: list[np.ndarray] = []
     names: tuple[str, ...] | None = None
     skipped = 0
-    img = ImageStream(topic=topics.image, msgtype=available[topics.image], stamps=np.zeros(0), raw=[])
-    img_stamps: list[float] = []
-    depth = (ImageStream(topic=topics.depth, msgtype=available[topics.depth], stamps=np.zeros(0), raw=[])
-             if topics.depth and topics.depth in available else None)
-    depth_stamps: list[float] = []
+    streams = {topics.image: _StreamIndex()}
+    if topics.depth and topics.depth in available:
+        streams[topics.depth] = _StreamIndex()
     info: CameraInfoData | None = None
     markers: list[float] = []
     read = [t for t in (topics.joint, topics.image, topics.camera_info, topics.depth, topics.marker)
             if t and t in available]
+    # one pass, one message at a time: joint states are decoded (small), images and depth only
+    # leave their stamp and position; their pixels are read later for the selected frames only
     for topic, msgtype, t_ns, raw in iter_messages(path, read):
         if topic == topics.joint:
             msg = ts.deserialize_cdr(raw, msgtype)
@@ -347,15 +377,8 @@ def read_bag(path: str | os.PathLike, topics: BagTopics = BagTopics()) -> BagDat
                 continue
             j_stamps.append(_stamp_or_receive(msg, t_ns))
             j_rows.append(row)
-        elif topic == topics.image:
-            msg = ts.deserialize_cdr(raw, msgtype)
-            img_stamps.append(_stamp_or_receive(msg, t_ns))
-            img.raw.append(raw)
-            img.frame_id = img.frame_id or str(msg.header.frame_id)
-        elif depth is not None and topic == topics.depth:
-            msg = ts.deserialize_cdr(raw, msgtype)
-            depth_stamps.append(_stamp_or_receive(msg, t_ns))
-            depth.raw.append(raw)
+        elif topic in streams:
+            streams[topic].add(raw, msgtype, t_ns)
         elif topic == topics.camera_info and info is None:
             info = decode_camera_info(ts.deserialize_cdr(raw, msgtype))
         elif topic == topics.marker:
@@ -367,25 +390,62 @@ def read_bag(path: str | os.PathLike, topics: BagTopics = BagTopics()) -> BagDat
     if not j_rows:
         raise InputError(f"no usable JointState messages on {topics.joint!r} ({skipped} skipped)",
                          field="joint_topic", fix="record joint states with names and positions")
-    if not img.raw:
+    if not streams[topics.image].stamps:
         raise InputError(f"no messages on {topics.image!r}", field="image_topic",
                          fix="record the camera topic, or pass --image-topic")
     j_order = np.argsort(np.asarray(j_stamps), kind="stable")
     joints = JointStream(names=names or (), stamps=np.asarray(j_stamps)[j_order],
                          positions=np.stack(j_rows)[j_order], skipped=skipped)
-    img = _sorted_stream(img, img_stamps)
-    if depth is not None:
-        depth = _sorted_stream(depth, depth_stamps)
+    img = streams[topics.image].stream(path, topics.image, available[topics.image])
+    depth = (streams[topics.depth].stream(path, topics.depth, available[topics.depth])
+             if topics.depth in streams and topics.depth != topics.image else None)
     return BagData(path=path, storage=storage, topics=topics, joints=joints, images=img, camera_info=info,
                    depth=depth, marker_stamps=np.sort(np.asarray(markers, np.float64)),
                    available_topics=available)
 
 
-def _sorted_stream(stream: ImageStream, stamps: list[float]) -> ImageStream:
-    order = np.argsort(np.asarray(stamps, np.float64), kind="stable")
-    stream.stamps = np.asarray(stamps, np.float64)[order]
-    stream.raw = [stream.raw[i] for i in order]
-    return stream
+def header_stamp(raw: bytes, msgtype: str, receive_ns: int) -> tuple[float, str | None]:
+    """Stamp (s) of a serialized message that starts with ``std_msgs/Header`` (Image,
+    CompressedImage, CameraInfo, ...), read from the first bytes of the CDR without deserializing
+    the payload; the receive time when the stamp is zero. Also the header's frame_id (None if
+    it could not be read that way, e.g. an unexpected encapsulation: then the message is
+    deserialized)."""
+    import struct
+
+    if len(raw) >= 16 and raw[0] == 0 and raw[1] in (0, 1):
+        order = "<" if raw[1] == 1 else ">"
+        sec, nanosec, n = struct.unpack_from(order + "iII", raw, 4)
+        frame_id = raw[16:16 + max(int(n) - 1, 0)].decode("utf-8", "replace") if 16 + n <= len(raw) else None
+        stamp = float(sec) + 1e-9 * float(nanosec) if (sec or nanosec) else receive_ns * 1e-9
+        return stamp, frame_id
+    msg = typestore().deserialize_cdr(raw, msgtype)
+    return _stamp_or_receive(msg, receive_ns), str(msg.header.frame_id)
+
+
+@dataclass
+class _StreamIndex:
+    """Stamps and bag positions of one image/depth topic, gathered in the first pass."""
+
+    stamps: list[float] = field(default_factory=list)
+    receive_ns: list[int] = field(default_factory=list)
+    dup: list[int] = field(default_factory=list)
+    frame_id: str = ""
+    _last: tuple[int, float] | None = None
+
+    def add(self, raw: bytes, msgtype: str, t_ns: int) -> None:
+        stamp, frame_id = header_stamp(raw, msgtype, t_ns)
+        key = (int(t_ns), stamp)
+        self.dup.append(self.dup[-1] + 1 if key == self._last else 0)
+        self._last = key
+        self.receive_ns.append(int(t_ns))
+        self.stamps.append(stamp)
+        self.frame_id = self.frame_id or (frame_id or "")
+
+    def stream(self, path: Path, topic: str, msgtype: str) -> ImageStream:
+        order = np.argsort(np.asarray(self.stamps, np.float64), kind="stable")
+        return ImageStream(topic=topic, msgtype=msgtype, stamps=np.asarray(self.stamps, np.float64)[order],
+                           receive_ns=np.asarray(self.receive_ns, np.int64)[order],
+                           dup=np.asarray(self.dup, np.int64)[order], path=path, frame_id=self.frame_id)
 
 
 # ----------------------------------------------------------------------------------------------

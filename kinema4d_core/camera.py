@@ -17,6 +17,12 @@ Calibration file: the ROS ``camera_info`` YAML (``image_width``, ``image_height`
       child_frame: camera_optical_frame  # camera optical frame
       translation: [x, y, z]             # metres, camera origin in the base frame
       rotation: [qx, qy, qz, qw]         # unit quaternion, R_base_camera
+      T_mount_optical:                   # optional: optical frame in the camera's mount frame
+        translation: [x, y, z]           # (e.g. camera_link); absent: OPTICAL_IN_MOUNT
+        rotation: [qx, qy, qz, qw]
+
+``OPTICAL_IN_MOUNT`` is the REP-103 axis change from a body frame (x forward, y left, z up) to
+the optical frame (x right, y down, z forward), no offset: quaternion [-0.5, 0.5, -0.5, 0.5].
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ DISTORTION_MODELS: dict[str, int] = {"plumb_bob": 5, "rational_polynomial": 8}
 """Supported distortion models and their coefficient counts."""
 
 QUATERNION_NORM_TOL = 1e-6
+#: (4,4) T_mount_optical of the REP-103 convention: optical z = body x, optical x = -body y,
+#: optical y = -body z, same origin.
+OPTICAL_IN_MOUNT = np.array([[0.0, 0.0, 1.0, 0.0], [-1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 0.0],
+                             [0.0, 0.0, 0.0, 1.0]])
 """A rotation quaternion whose norm differs from 1 by more than this is rejected."""
 
 
@@ -140,6 +150,9 @@ class CameraModel:
     D: (k,) distortion coefficients of ``distortion_model`` (OpenCV order).
     T_base_camera: (4,4) pose of the camera optical frame in the robot base frame (metres).
     R, P: ROS rectification (3,3) and projection (3,4) matrices, kept for CameraInfo; defaults I, [K|0].
+    T_mount_optical: (4,4) pose of the optical frame in the camera's mount frame (e.g. camera_link,
+        REP-103 body axes x forward, z up), metres; None: not given in the file (callers use
+        ``mount_to_optical()``, the pure axis change OPTICAL_IN_MOUNT).
     """
 
     width: int
@@ -153,6 +166,7 @@ class CameraModel:
     child_frame: str = "camera_optical_frame"
     R: np.ndarray | None = None
     P: np.ndarray | None = None
+    T_mount_optical: np.ndarray | None = None
     _rays: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -193,6 +207,10 @@ class CameraModel:
         if P.shape != (3, 4):
             raise ConfigError(f"must be 3x4, got {P.shape}", field="projection_matrix",
                               fix="use [K | 0] for a monocular camera")
+        if self.T_mount_optical is not None:
+            object.__setattr__(self, "T_mount_optical",
+                               _check_rigid(self.T_mount_optical, "extrinsics.T_mount_optical").copy())
+            self.T_mount_optical.setflags(write=False)
         for name, value in (("K", K), ("D", D), ("T_base_camera", T), ("R", Rr), ("P", P)):
             value = value.copy()
             value.setflags(write=False)
@@ -216,6 +234,10 @@ class CameraModel:
     @property
     def has_distortion(self) -> bool:
         return bool(np.any(self.D != 0))
+
+    def mount_to_optical(self) -> np.ndarray:
+        """(4,4) T_mount_optical: the file's value, else OPTICAL_IN_MOUNT (axis change only)."""
+        return OPTICAL_IN_MOUNT.copy() if self.T_mount_optical is None else np.array(self.T_mount_optical)
 
     def with_pose(self, T_base_camera: np.ndarray) -> "CameraModel":
         """Same intrinsics, another pose."""
@@ -365,6 +387,44 @@ def _matrix(doc: dict, key: str, shape: tuple[int, int] | None, path: Path) -> n
     return data.reshape(rows, cols)
 
 
+def _pose(node: dict, where: str) -> np.ndarray:
+    """(4,4) of a {translation: [x,y,z], rotation: [qx,qy,qz,qw]} mapping (metres, scalar-last)."""
+    try:
+        t = np.asarray(node["translation"], dtype=np.float64)
+        q = np.asarray(node["rotation"], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError("translation and rotation must be lists of numbers", field=where,
+                          fix="translation: [x, y, z], rotation: [qx, qy, qz, qw]") from None
+    if t.shape != (3,) or not np.all(np.isfinite(t)):
+        raise ConfigError(f"must be 3 finite numbers [x, y, z] in metres, got shape {t.shape}",
+                          field=f"{where}.translation", fix="write translation: [x, y, z]")
+    if q.shape != (4,) or not np.all(np.isfinite(q)):
+        raise ConfigError(f"must be 4 finite numbers [qx, qy, qz, qw], got shape {q.shape}",
+                          field=f"{where}.rotation", fix="write rotation: [qx, qy, qz, qw] (scalar last)")
+    norm = float(np.linalg.norm(q))
+    if abs(norm - 1.0) > QUATERNION_NORM_TOL:
+        raise ConfigError(f"quaternion norm is {norm:.9f}, not 1 (tolerance {QUATERNION_NORM_TOL})",
+                          field=f"{where}.rotation",
+                          fix="write a unit quaternion [qx, qy, qz, qw] (scalar last) with full precision")
+    T = np.eye(4)
+    T[:3, :3] = _rotation_from_quaternion(q / norm)
+    T[:3, 3] = t
+    return T
+
+
+def _mount(node: dict, path: Path) -> np.ndarray | None:
+    """The optional ``extrinsics.T_mount_optical`` {translation, rotation} (None when absent)."""
+    if "T_mount_optical" not in node or node["T_mount_optical"] is None:
+        return None
+    where = f"{path}: extrinsics.T_mount_optical"
+    sub = node["T_mount_optical"]
+    if not isinstance(sub, dict) or "translation" not in sub or "rotation" not in sub:
+        raise ConfigError("must be a mapping with translation and rotation", field=where,
+                          fix="write T_mount_optical: {translation: [x, y, z], rotation: [qx, qy, qz, qw]} "
+                              "(the optical frame in the mount frame, e.g. camera_link), or leave it out")
+    return _pose(sub, where)
+
+
 def _extrinsics(node: Any, path: Path) -> tuple[np.ndarray, str, str]:
     where = f"{path}: extrinsics"
     if not isinstance(node, dict):
@@ -436,10 +496,11 @@ def calibration_from_dict(doc: Any, source: str | os.PathLike = "<calibration>")
     R = _matrix(doc, "rectification_matrix", (3, 3), path) if "rectification_matrix" in doc else None
     P = _matrix(doc, "projection_matrix", (3, 4), path) if "projection_matrix" in doc else None
     T, parent, child = _extrinsics(doc["extrinsics"], path)
+    T_mount = _mount(doc["extrinsics"], path)
     try:
         return CameraModel(width=width, height=height, K=K, D=D, distortion_model=model, T_base_camera=T,
                            camera_name=str(doc.get("camera_name", "camera")), parent_frame=parent,
-                           child_frame=child, R=R, P=P)
+                           child_frame=child, R=R, P=P, T_mount_optical=T_mount)
     except ConfigError as exc:
         raise ConfigError(exc.problem, field=f"{path}: {exc.field}", fix=exc.fix) from None
 
@@ -458,6 +519,11 @@ def calibration_to_dict(camera: CameraModel) -> dict:
         return {"rows": int(a.shape[0]), "cols": int(a.shape[1]), "data": [float(v) for v in a.ravel()]}
 
     T = camera.T_base_camera
+    extra = {}
+    if camera.T_mount_optical is not None:
+        M = camera.T_mount_optical
+        extra = {"T_mount_optical": {"translation": [float(v) for v in M[:3, 3]],
+                                     "rotation": [float(v) for v in _quaternion_from_rotation(M[:3, :3])]}}
     return {
         "image_width": camera.width,
         "image_height": camera.height,
@@ -472,6 +538,7 @@ def calibration_to_dict(camera: CameraModel) -> dict:
             "child_frame": camera.child_frame,
             "translation": [float(v) for v in T[:3, 3]],
             "rotation": [float(v) for v in _quaternion_from_rotation(T[:3, :3])],
+            **extra,
         },
     }
 

@@ -230,12 +230,12 @@ def episode_from_bag(bag: Any, rng: TimeRange, *, tolerance: float = 0.05, min_f
     frames = in_range[al.matched]
     positions = j.positions[al.source_index]
     chosen = np.arange(frames.size) if n_frames is None else uniform_indices(frames.size, n_frames)
-    rgb = np.stack([bag.images.decode(int(frames[i])) for i in chosen])
+    rgb = np.stack(bag.images.decode_many(frames[chosen]))   # only the selected frames are read back
     depth = None
     if bag.depth is not None and len(bag.depth):
         d_al = align_nearest(img_stamps[frames[chosen]], bag.depth.stamps, tolerance)
         if d_al.unmatched.size == 0:
-            depth = np.stack([bag.depth.decode_depth(int(k)) for k in d_al.source_index])
+            depth = np.stack(bag.depth.decode_depth_many(d_al.source_index))
     summary = al.summary()
     summary["unmatched_stamps_s"] = [float(img_stamps[in_range][k]) for k in al.unmatched[:20]]
     return SensorEpisode(name=rng.name, stamps=img_stamps[frames][chosen], rgb=rgb, joint_names=j.names,

@@ -6,10 +6,8 @@ The parts live in their own modules and are re-exported here: the resumable batc
 (``batch``: Job, run_batch, read_marker, MARKER, fingerprints), the statistics (``statistics``:
 Wilson intervals, success tables, policy correlation) and the plots (``plots``).
 
-Success detection works on a pointmap in the camera optical frame (metres), the camera pose
-``T_base_camera`` and the robot mask: object points = finite points above the table plane
-(base-frame z > table_height + table_margin) outside the (dilated) robot mask, inside the
-workspace box. The same function runs on ground truth and on simulated rollouts.
+Success detection lives in ``kinema4d_core.success`` (re-exported here): the same code runs on
+ground truth and on simulated rollouts.
 """
 
 from __future__ import annotations
@@ -30,101 +28,12 @@ from kinema4d_core.io import write_npz, write_text
 from kinema4d_core.plots import PALETTE, bar_chart_png  # noqa: F401 (re-exported)
 from kinema4d_core.resources import Resources
 from kinema4d_core.service import LIMIT_SLACK, clip_to_limits  # noqa: F401 (re-exported: the service's rule)
+from kinema4d_core.success import (MIN_OBJECT_PIXELS, ROBOT_DILATION_PX, SuccessCriteria,  # noqa: F401 (re-exported)
+                                    SuccessResult, detect_success, object_pixels, segment_object_points)
 from kinema4d_core.statistics import (Outcome, _fmt_rate, _rate, outcomes_to_json, policy_correlation,  # noqa: F401
                                        success_table, table_markdown, wilson_interval)
 
 log = logging.getLogger("kinema4d.evaluation")
-
-
-# ----------------------------------------------------------------------------------------------
-# Success detection
-# ----------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class SuccessCriteria:
-    """Task success on 4D output, base frame, metres.
-
-    task: "lift" (the object's visible points rise, median z, more than ``lift_height`` above
-          their height in the first frame where the object is seen; a camera sees only part of
-          a resting object, so its own start is the reference, not the table)
-          or "place" (object centroid inside ``target_region`` (xmin, xmax, ymin, ymax) at the end)
-          or "lift+place" (both: the sim world's pick-and-place judgement).
-    """
-
-    task: str = "lift"
-    table_height: float = 0.0
-    lift_height: float = 0.05
-    target_region: tuple[float, float, float, float] | None = None
-    table_margin: float = 0.01
-    workspace: tuple[float, float, float, float] | None = None
-    min_points: int = 10
-    robot_dilation_px: int = 2
-
-    def __post_init__(self) -> None:
-        if self.task not in ("lift", "place", "lift+place"):
-            raise InputError(f"unknown task {self.task!r}", field="task", fix="use lift, place or lift+place")
-        if self.task in ("place", "lift+place") and self.target_region is None:
-            raise InputError("place needs a target region", field="target_region",
-                             fix="pass --region XMIN XMAX YMIN YMAX (metres, base frame)")
-
-
-@dataclass(frozen=True)
-class SuccessResult:
-    """Outcome and the evidence: per-frame object rise (median z of the object points minus that
-    of the first frame with object points; m, NaN where none) and the last frame's object
-    centroid (x, y) in the base frame."""
-
-    success: bool
-    lift: np.ndarray
-    final_xy: tuple[float, float] | None
-    frames_with_object: int
-
-
-def segment_object_points(pointmap: np.ndarray, robot_mask: np.ndarray | None, T_base_camera: np.ndarray,
-                          criteria: SuccessCriteria) -> np.ndarray:
-    """Object points (N,3) in the base frame of one (H,W,3) camera-frame pointmap (metres)."""
-    from scipy.ndimage import binary_dilation
-
-    pts = np.asarray(pointmap, np.float64).reshape(-1, 3)
-    keep = np.all(np.isfinite(pts), axis=1) & (np.abs(pts).sum(axis=1) > 0)
-    if robot_mask is not None:
-        m = np.asarray(robot_mask, bool)
-        if criteria.robot_dilation_px > 0:
-            m = binary_dilation(m, iterations=criteria.robot_dilation_px)
-        keep &= ~m.reshape(-1)
-    T = np.asarray(T_base_camera, np.float64)
-    base = pts[keep] @ T[:3, :3].T + T[:3, 3]
-    sel = base[:, 2] > criteria.table_height + criteria.table_margin
-    if criteria.workspace is not None:
-        x0, x1, y0, y1 = criteria.workspace
-        sel &= (base[:, 0] >= x0) & (base[:, 0] <= x1) & (base[:, 1] >= y0) & (base[:, 1] <= y1)
-    return base[sel]
-
-
-def detect_success(pointmap: np.ndarray, robot_mask: np.ndarray | None, T_base_camera: np.ndarray,
-                   criteria: SuccessCriteria) -> SuccessResult:
-    """Success of a (T,H,W,3) camera-frame pointmap sequence (metres) under ``criteria``."""
-    pm = np.asarray(pointmap)
-    if pm.ndim != 4 or pm.shape[-1] != 3:
-        raise InputError(f"expected (T,H,W,3) pointmaps, got {pm.shape}", field="pointmap")
-    lift = np.full(pm.shape[0], np.nan)
-    final_xy = None
-    for t in range(pm.shape[0]):
-        obj = segment_object_points(pm[t], None if robot_mask is None else robot_mask[t], T_base_camera, criteria)
-        if len(obj) >= criteria.min_points:
-            lift[t] = float(np.median(obj[:, 2]))
-            if t == pm.shape[0] - 1:
-                final_xy = (float(np.median(obj[:, 0])), float(np.median(obj[:, 1])))
-    seen = int(np.sum(np.isfinite(lift)))
-    if seen:
-        lift = lift - lift[np.flatnonzero(np.isfinite(lift))[0]]
-    lifted = bool(seen and np.nanmax(lift) > criteria.lift_height)
-    placed = False
-    if criteria.target_region is not None:
-        x0, x1, y0, y1 = criteria.target_region
-        placed = final_xy is not None and x0 <= final_xy[0] <= x1 and y0 <= final_xy[1] <= y1
-    success = {"lift": lifted, "place": placed, "lift+place": lifted and placed}[criteria.task]
-    return SuccessResult(success=bool(success), lift=lift, final_xy=final_xy, frames_with_object=seen)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -190,7 +99,8 @@ def simulate_sensor_episode(episode: Any, cfg: PipelineConfig, job_dir: Path, ca
     checked against the calibration (``cfg.rescale_to_stream`` allows another image size).
     Writes ``job_dir/rollout.npz`` (+ videos, via rollout.save_rollout), ``ground_truth.npz``
     (recorded rgb and depth at the stream size with that camera's K, the robot mask at the
-    generated size, T_base_camera, frame stamps) and, with ``cfg.write_bag``, ``job_dir/rollout_bag``.
+    generated size, T_base_camera, frame stamps, joint positions at those frames and their joint
+    names: what ``kinema4d train`` needs to use the folder as training data) and, with ``cfg.write_bag``, ``job_dir/rollout_bag``.
     Returns a summary for the report. camera: a CameraModel to use instead of loading
     ``cfg.calibration``. resources: the process's loaded robots/calibrations/backends (a new
     ``Resources`` when None: everything is loaded for this call alone).
@@ -222,7 +132,8 @@ def simulate_sensor_episode(episode: Any, cfg: PipelineConfig, job_dir: Path, ca
     save_rollout(rollout, job_dir)
     stream_camera = prepared.stream_camera
     gt = {"rgb": rgb, "stamps": stamps, "robot_mask": np.asarray(prepared.condition.mask), "K": stream_camera.K,
-          "T_base_camera": stream_camera.T_base_camera, "joint_positions": np.asarray(episode.joint_positions)}
+          "T_base_camera": stream_camera.T_base_camera, "joint_positions": np.asarray(episode.joint_positions),
+          "joint_names": np.array([str(n) for n in episode.joint_names])}
     if depth is not None:
         gt["depth"] = depth.astype(np.float32)
     with StagedOutput(job_dir) as st:
@@ -412,19 +323,22 @@ def evaluate_episode(job_dir: Path, criteria: SuccessCriteria | None, *, robo4d_
     if "depth" in gt:
         depth = _resize_video(_match_length(gt["depth"], n), hw, nearest=True)
         K = scale_intrinsics(gt["K"], hw[1] / gt["depth"].shape[2], hw[0] / gt["depth"].shape[1])
-        gt_pm = depth_to_pointmap(depth, K)
+        # at the rollout's float32 precision, so a recording compared with itself scores exactly 0 / 1
+        gt_pm = depth_to_pointmap(depth, K).astype(np.float32).astype(np.float64)
         valid = np.isfinite(depth) & np.all(np.isfinite(pred_pm), axis=-1)
         out["geometry"] = pointmap_metrics(pred_pm, gt_pm, valid)
         if criteria is not None:
             g = detect_success(gt_pm, mask, T_bc, criteria)
             out["gt_success"] = g.success
             out["gt_max_lift_m"] = float(np.nanmax(g.lift)) if g.frames_with_object else None
+            out["gt_detection"] = g.summary()
     else:
         out["geometry"] = "unavailable: no ground-truth depth was recorded"
     if criteria is not None:
         s = detect_success(pred_pm, mask, T_bc, criteria)
         out["sim_success"] = s.success
         out["sim_max_lift_m"] = float(np.nanmax(s.lift)) if s.frames_with_object else None
+        out["sim_detection"] = s.summary()
     return out
 
 

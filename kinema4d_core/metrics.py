@@ -13,6 +13,10 @@ Definitions (documented in docs/replay-and-evaluation.md):
   as in common 4D/3D-generation evaluation. Per-frame values are averaged over frames.
 - F-score@tau (tau = 0.01 m): precision = share of P within tau of G, recall = share of G within
   tau of P, F = 2PR/(P+R) (0 when both are 0).
+- Sampling (``pointmap_metrics``): both clouds of a frame are taken at the same pixels, those
+  valid in both, capped at ``MAX_POINTS_PER_FRAME`` (20000) per frame by a seeded uniform draw;
+  a cloud compared with itself therefore gives Chamfer 0 and F-score 1 exactly. The result's
+  ``sampling`` entry records the rule, cap, seed and points per frame.
 - Temporal ("temp") versions measure whether the motion matches, not the frames:
     temp-RGB = mean over t of mean |(x[t+1]-x[t]) - (y[t+1]-y[t])| / R        (0 = same motion)
     temp-CD-L1 = mean over t of |CD-L1(P[t],P[t+1]) - CD-L1(G[t],G[t+1])|   (metres)
@@ -124,10 +128,14 @@ class PointMetrics:
     tau: float
 
 
+MAX_POINTS_PER_FRAME = 20000   # cap of the shared pixel sample per frame (Chamfer / F-score)
+SAMPLING_SEED = 0
+
+
 def _subsample(points: np.ndarray, max_points: int | None, seed: int) -> np.ndarray:
     if max_points and len(points) > max_points:
         idx = np.random.default_rng(seed).choice(len(points), max_points, replace=False)
-        return points[idx]
+        return points[np.sort(idx)]
     return points
 
 
@@ -135,14 +143,16 @@ def point_metrics(pred: np.ndarray, gt: np.ndarray, tau: float = FSCORE_TAU, max
                   seed: int = 0) -> PointMetrics:
     """Chamfer L1/L2 and F-score@tau between point sets (N,3) and (M,3) in metres.
 
-    Non-finite points are dropped; ``max_points`` randomly subsamples larger sets (seeded).
+    Non-finite points are dropped; ``max_points`` randomly subsamples larger sets, both with the
+    same seed (so a set compared with itself gives 0 / 1.0). Pixel-aligned pointmaps should go
+    through ``pointmap_metrics``, which samples the same pixels in both.
     """
     from scipy.spatial import cKDTree
 
     p = np.asarray(pred, np.float64).reshape(-1, 3)
     g = np.asarray(gt, np.float64).reshape(-1, 3)
     p = _subsample(p[np.all(np.isfinite(p), axis=1)], max_points, seed)
-    g = _subsample(g[np.all(np.isfinite(g), axis=1)], max_points, seed + 1)
+    g = _subsample(g[np.all(np.isfinite(g), axis=1)], max_points, seed)
     if len(p) == 0 or len(g) == 0:
         raise InputError(f"empty point set (pred {len(p)}, gt {len(g)} finite points)", field="points",
                          fix="check the masks / depth validity")
@@ -156,41 +166,60 @@ def point_metrics(pred: np.ndarray, gt: np.ndarray, tau: float = FSCORE_TAU, max
                         fscore=float(f), precision=precision, recall=recall, tau=tau)
 
 
-def _frame_points(pm: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    pts = pm.reshape(-1, 3)
-    valid = np.all(np.isfinite(pts), axis=1)
-    if mask is not None:
-        valid &= np.asarray(mask).reshape(-1)
-    return pts[valid]
+def sample_pixels(valid: np.ndarray, max_points: int | None, seed: int) -> np.ndarray:
+    """Flat indices (sorted) of at most ``max_points`` pixels drawn uniformly without replacement
+    (``numpy.random.default_rng(seed)``) from the True pixels of ``valid`` (H,W); all of them
+    when there are fewer or ``max_points`` is None."""
+    idx = np.flatnonzero(np.asarray(valid, bool).reshape(-1))
+    if max_points and idx.size > max_points:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, max_points, replace=False))
+    return idx
 
 
 def pointmap_metrics(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None, tau: float = FSCORE_TAU,
-                     max_points: int | None = 5000) -> dict[str, float]:
-    """Per-frame point metrics of (T,H,W,3) pointmaps (metres), averaged, plus temporal metrics.
+                     max_points: int | None = MAX_POINTS_PER_FRAME, seed: int = SAMPLING_SEED) -> dict[str, Any]:
+    """Per-frame point metrics of pixel-aligned (T,H,W,3) pointmaps (metres), averaged, plus
+    temporal metrics.
 
-    valid: (T,H,W) bool, points used from both maps (e.g. where ground-truth depth exists).
-    Returns cd_l1, cd_l2, fscore, temp_cd_l1 and flow_epe (see module docstring).
+    Sampling: in frame t both clouds are taken at the same pixels: those valid in both (finite
+    prediction and ground truth, and ``valid`` (T,H,W) where given, e.g. where GT depth exists),
+    at most ``max_points`` of them drawn uniformly at random with seed ``seed + t`` (None: all).
+    So a pointmap compared with itself gives CD 0 and F-score 1 exactly. Frames without a valid
+    pixel are skipped (counted in ``sampling``). Returns cd_l1, cd_l2, fscore, temp_cd_l1,
+    flow_epe (see module docstring) and ``sampling`` (the rule, cap, seed and points per frame).
     """
     pred, gt = _check_pair(np.asarray(pred, np.float64), np.asarray(gt, np.float64), "pointmap")
     T = pred.shape[0]
-    masks = [None] * T if valid is None else list(np.asarray(valid, bool))
-    per = [point_metrics(_frame_points(pred[t], masks[t]), _frame_points(gt[t], masks[t]), tau, max_points, t)
-           for t in range(T)]
-    out = {"cd_l1": float(np.mean([m.cd_l1 for m in per])), "cd_l2": float(np.mean([m.cd_l2 for m in per])),
-           "fscore": float(np.mean([m.fscore for m in per]))}
+    ok = np.all(np.isfinite(pred), axis=-1) & np.all(np.isfinite(gt), axis=-1)
+    if valid is not None:
+        ok &= np.asarray(valid, bool).reshape(ok.shape)
+    flat_p, flat_g = pred.reshape(T, -1, 3), gt.reshape(T, -1, 3)
+    picks = [sample_pixels(ok[t], max_points, seed + t) for t in range(T)]
+    frames = [t for t in range(T) if picks[t].size]
+    if not frames:
+        raise InputError("no pixel is valid in both the prediction and the ground truth", field="points",
+                         fix="check the masks / depth validity")
+    per = [point_metrics(flat_p[t, picks[t]], flat_g[t, picks[t]], tau, None) for t in frames]
+    counts = [int(picks[t].size) for t in range(T)]
+    out: dict[str, Any] = {"cd_l1": float(np.mean([m.cd_l1 for m in per])),
+                           "cd_l2": float(np.mean([m.cd_l2 for m in per])),
+                           "fscore": float(np.mean([m.fscore for m in per]))}
     if T >= 2:
         dp, dg = [], []
         for t in range(T - 1):
-            a, b = masks[t], masks[t + 1]
-            dp.append(point_metrics(_frame_points(pred[t], a), _frame_points(pred[t + 1], b), tau, max_points).cd_l1)
-            dg.append(point_metrics(_frame_points(gt[t], a), _frame_points(gt[t + 1], b), tau, max_points).cd_l1)
-        out["temp_cd_l1"] = float(np.mean(np.abs(np.asarray(dp) - np.asarray(dg))))
+            if picks[t].size and picks[t + 1].size:
+                dp.append(point_metrics(flat_p[t, picks[t]], flat_p[t + 1, picks[t + 1]], tau, None).cd_l1)
+                dg.append(point_metrics(flat_g[t, picks[t]], flat_g[t + 1, picks[t + 1]], tau, None).cd_l1)
+        out["temp_cd_l1"] = float(np.mean(np.abs(np.asarray(dp) - np.asarray(dg)))) if dp else float("nan")
         fp, fg = np.diff(pred, axis=0), np.diff(gt, axis=0)
-        ok = np.all(np.isfinite(fp), axis=-1) & np.all(np.isfinite(fg), axis=-1)
-        if valid is not None:
-            v = np.asarray(valid, bool)
-            ok &= v[1:] & v[:-1]
-        out["flow_epe"] = float(np.mean(np.linalg.norm((fp - fg)[ok], axis=-1))) if ok.any() else float("nan")
+        both = ok[1:] & ok[:-1]
+        out["flow_epe"] = float(np.mean(np.linalg.norm((fp - fg)[both], axis=-1))) if both.any() else float("nan")
+    out["sampling"] = {
+        "rule": "same pixels in both clouds: valid in both, at most max_points_per_frame per frame drawn "
+                "uniformly without replacement (numpy default_rng(seed + frame index))",
+        "max_points_per_frame": max_points, "seed": seed,
+        "points_per_frame": {"min": int(min(counts)), "mean": float(np.mean(counts)), "max": int(max(counts))},
+        "frames_without_points": T - len(frames)}
     return out
 
 

@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 CMEEL_SHARE = "{cmeel_share}"
 NEUTRAL_GREY = (178, 178, 178)
 _CONFIG_KEYS = {"name", "urdf", "package_dirs", "base_frame", "ee_frame", "joint_names", "gripper",
-                "render_links", "mesh_kind", "home"}
+                "render_links", "mesh_kind", "home", "camera"}
+_CAMERA_KEYS = {"eye", "target", "width", "height", "hfov_deg"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ class RobotConfig:
     render_links: tuple[str, ...] | None
     mesh_kind: str
     home: tuple[float, ...] | None = None
+    #: default view: {eye: (3,) m, target: (3,) m, width: px, height: px, hfov_deg: deg}, base frame
+    camera: Mapping[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,26 +110,46 @@ def _expand_placeholders(text: str, field: str) -> str:
     return text
 
 
-def resolve_resource(uri: str, package_dirs: Sequence[Path], base_dir: Path, *, field: str) -> Path:
-    """Resolve a URDF/config resource: ``package://pkg/rel``, ``file://abs``, absolute or relative path.
+def resource_candidates(uri: str, package_dirs: Sequence[Path], base_dir: Path) -> list[Path]:
+    """Every path a URDF/config resource may name, in the order they are tried.
 
-    ``package://pkg/rel`` is looked up as ``<dir>/pkg/rel`` for each package dir; relative paths are
-    relative to ``base_dir``. Returns the first existing candidate, else the first candidate.
+    * ``package://pkg/rel``: ``<dir>/pkg/rel`` for each of ``package_dirs``, then ``<a>/rel`` for each
+      ancestor ``a`` of ``base_dir`` named ``pkg`` (a description package checked out as a folder),
+      then ``<p>/pkg/rel`` and ``<p>/share/pkg/rel`` for each entry of ``$ROS_PACKAGE_PATH`` /
+      ``$AMENT_PREFIX_PATH``;
+    * ``file:///abs`` and absolute paths: that path;
+    * anything else (``meshes/x.stl``, ``./meshes/x.stl``, ``../meshes/x.stl``): relative to ``base_dir``
+      (for meshes: the folder of the URDF file).
     """
     if uri.startswith("package://"):
         rel = uri[len("package://"):]
-        candidates = [Path(d) / rel for d in package_dirs]
-        if not candidates:
-            raise ConfigError(f"'{uri}' needs package_dirs to resolve", field=field,
-                              fix="list the folder that contains the package in package_dirs")
-        for cand in candidates:
-            if cand.exists():
-                return cand
-        return candidates[0]
+        pkg, _, rest = rel.partition("/")
+        cands = [Path(d) / rel for d in package_dirs]
+        cands += [a / rest for a in (base_dir, *base_dir.parents) if a.name == pkg and rest]
+        for var, subs in (("ROS_PACKAGE_PATH", ("",)), ("AMENT_PREFIX_PATH", ("share",))):
+            for entry in os.environ.get(var, "").split(os.pathsep):
+                if entry:
+                    cands += [Path(entry, sub, rel) for sub in subs]
+        return list(dict.fromkeys(cands))
     if uri.startswith("file://"):
         uri = uri[len("file://"):]
     path = Path(uri).expanduser()
-    return path if path.is_absolute() else base_dir / path
+    return [path if path.is_absolute() else base_dir / path]
+
+
+def resolve_resource(uri: str, package_dirs: Sequence[Path], base_dir: Path, *, field: str) -> Path:
+    """Resolve a URDF/config resource (rules: :func:`resource_candidates`).
+
+    Returns the first existing candidate, else the first candidate.
+    """
+    cands = resource_candidates(uri, package_dirs, base_dir)
+    if not cands:
+        raise ConfigError(f"'{uri}' needs package_dirs to resolve", field=field,
+                          fix="list the folder that contains the package in package_dirs")
+    for cand in cands:
+        if cand.exists():
+            return cand
+    return cands[0]
 
 
 def _require(raw: Mapping[str, Any], key: str, kind: type, source: Path) -> Any:
@@ -217,11 +240,52 @@ def load_robot_config(name_or_path: str | os.PathLike) -> RobotConfig:
             raise ConfigError(f"expected {len(joint_names)} numbers (one per joint_names entry), got {home!r}",
                               field="home", fix="list one position per joint, in joint_names order")
         home = tuple(float(x) for x in home)
+    camera = raw.get("camera")
+    if camera is not None:
+        camera = _camera_spec(camera, path)
     return RobotConfig(name=name, source=path, urdf=urdf, package_dirs=tuple(package_dirs),
                        base_frame=_require(raw, "base_frame", str, path),
                        ee_frame=_require(raw, "ee_frame", str, path),
                        joint_names=joint_names, gripper=gripper, render_links=render_links,
-                       mesh_kind=mesh_kind, home=home)
+                       mesh_kind=mesh_kind, home=home, camera=camera)
+
+
+def _camera_spec(raw: Any, path: Path) -> dict[str, Any]:
+    example = "camera: {eye: [1.5, 0.8, 0.9], target: [0.0, 0.0, 0.4], width: 640, height: 480, hfov_deg: 60}"
+    if not isinstance(raw, dict) or set(raw) != _CAMERA_KEYS:
+        raise ConfigError(f"expected the keys {sorted(_CAMERA_KEYS)} in {path}, got {raw!r}", field="camera",
+                          fix=example)
+    out: dict[str, Any] = {}
+    for key in ("eye", "target"):
+        v = raw[key]
+        if not isinstance(v, list) or len(v) != 3 or not all(isinstance(x, (int, float)) for x in v):
+            raise ConfigError(f"expected 3 numbers (metres, base frame), got {v!r}", field=f"camera.{key}",
+                              fix=example)
+        out[key] = tuple(float(x) for x in v)
+    for key in ("width", "height"):
+        if not isinstance(raw[key], int) or raw[key] <= 0:
+            raise ConfigError(f"expected a positive integer, got {raw[key]!r}", field=f"camera.{key}", fix=example)
+        out[key] = raw[key]
+    fov = raw["hfov_deg"]
+    if not isinstance(fov, (int, float)) or not 1.0 <= fov <= 170.0:
+        raise ConfigError(f"expected a horizontal field of view in degrees (1..170), got {fov!r}",
+                          field="camera.hfov_deg", fix=example)
+    out["hfov_deg"] = float(fov)
+    return out
+
+
+def default_camera(config: RobotConfig) -> Any:
+    """The config's default pinhole ``CameraModel`` (``camera`` key; a 640x480, 60 deg view of the
+    base from the front-right when absent). Pose ``T_base_camera`` from ``look_at(eye, target)``."""
+    from kinema4d_core.camera import CameraModel, look_at
+
+    spec = config.camera or {"eye": (1.5, 0.8, 0.9), "target": (0.0, 0.0, 0.4), "width": 640, "height": 480,
+                             "hfov_deg": 60.0}
+    w, h = spec["width"], spec["height"]
+    f = 0.5 * w / np.tan(np.radians(spec["hfov_deg"]) / 2.0)
+    K = np.array([[f, 0.0, (w - 1) / 2.0], [0.0, f, (h - 1) / 2.0], [0.0, 0.0, 1.0]])
+    return CameraModel(width=w, height=h, K=K, D=np.zeros(5), distortion_model="plumb_bob",
+                       T_base_camera=look_at(spec["eye"], spec["target"]), parent_frame=config.base_frame)
 
 
 # --------------------------------------------------------------------------------------------
@@ -301,21 +365,101 @@ def _primitive_mesh(geometry: Any) -> tuple[np.ndarray, np.ndarray] | None:
     return np.asarray(m.vertices, dtype=np.float64), np.asarray(m.faces, dtype=np.int32)
 
 
-def _urdf_mesh_refs(urdf: Path, kind: str) -> list[tuple[str, str]]:
-    """(link name, mesh filename) for every ``<kind>/geometry/mesh`` element of the URDF."""
-    root = ET.parse(urdf).getroot()
-    refs = []
+XACRO_NS = "{http://www.ros.org/wiki/xacro}"
+
+
+def _xacro_error(urdf: Path, what: str) -> ConfigError:
+    name = urdf.name
+    out = name[:-len(".xacro")] if name.endswith(".xacro") else "model.urdf"
+    if not out.endswith(".urdf"):
+        out += ".urdf"
+    return ConfigError(f"{urdf} is a xacro file ({what}), not a plain URDF", field="urdf",
+                       fix=f"expand it first: `xacro {name} > {out}` (or `ros2 run xacro xacro {name} -o {out}`) "
+                           "and point urdf: at the result")
+
+
+@dataclass(frozen=True)
+class PreparedUrdf:
+    """A URDF made ready for Pinocchio (see :func:`prepare_urdf`)."""
+
+    xml: str                                    #: URDF text: absolute mesh paths, continuous -> revolute
+    root: ET.Element                            #: parsed original tree (mesh filenames rewritten)
+    meshes: tuple[tuple[str, str, str, Path | None], ...]  #: (link, kind, URI, resolved file or None)
+    continuous: frozenset[str]                  #: names of the URDF's continuous joints
+
+
+@functools.lru_cache(maxsize=32)
+def _prepare_urdf_cached(urdf: str, mtime_ns: int, package_dirs: tuple[str, ...]) -> PreparedUrdf:
+    path = Path(urdf)
+    if path.name.endswith(".xacro"):
+        raise _xacro_error(path, "its name ends in .xacro")
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as exc:
+        raise ConfigError(f"{path} is not valid XML: {exc}", field="urdf", fix="check the URDF file") from exc
+    for elem in root.iter():
+        tag = str(elem.tag)
+        if tag.startswith(XACRO_NS) or tag.startswith("xacro:"):
+            raise _xacro_error(path, f"it contains <{tag.replace(XACRO_NS, 'xacro:')}> elements")
+        for value in elem.attrib.values():
+            if "${" in value or "$(" in value:
+                raise _xacro_error(path, f"it contains the xacro expression '{value}'")
+    if root.tag != "robot":
+        raise ConfigError(f"{path} has root <{root.tag}>, not <robot>", field="urdf", fix="give a URDF file")
+
+    dirs = [Path(d) for d in package_dirs]
+    meshes = []
     for link in root.findall("link"):
-        for elem in link.findall(kind):
-            mesh = elem.find("geometry/mesh")
-            if mesh is not None and mesh.get("filename"):
-                refs.append((link.get("name", "?"), mesh.get("filename")))
-    return refs
+        for kind in ("visual", "collision"):
+            for elem in link.findall(kind):
+                mesh = elem.find("geometry/mesh")
+                if mesh is None or not mesh.get("filename"):
+                    continue
+                uri = mesh.get("filename")
+                found = next((c for c in resource_candidates(uri, dirs, path.parent) if c.is_file()), None)
+                if found is not None:
+                    mesh.set("filename", str(found.resolve()))
+                meshes.append((link.get("name", "?"), kind, uri, found))
+    continuous = set()
+    for joint in root.findall("joint"):
+        if joint.get("type") == "continuous":
+            # same kinematics as a revolute joint; RobotModel gives it infinite limits (no clipping,
+            # no wrapping), while Pinocchio's continuous joint would need (cos, sin) coordinates
+            continuous.add(joint.get("name"))
+            joint.set("type", "revolute")
+            limit = joint.find("limit")
+            if limit is None:
+                limit = ET.SubElement(joint, "limit", {"effort": "0", "velocity": "0"})
+            limit.set("lower", "-3.141592653589793")
+            limit.set("upper", "3.141592653589793")
+    xml = ET.tostring(root, encoding="unicode")
+    # restore the tree's joint types for readers of .root
+    for joint in root.findall("joint"):
+        if joint.get("name") in continuous:
+            joint.set("type", "continuous")
+    return PreparedUrdf(xml=xml, root=root, meshes=tuple(meshes), continuous=frozenset(continuous))
 
 
-def _urdf_mimics(urdf: Path) -> dict[str, tuple[str, float, float]]:
-    """mimic joint name -> (leader joint, multiplier, offset), read from the URDF."""
-    root = ET.parse(urdf).getroot()
+def prepare_urdf(config: RobotConfig) -> PreparedUrdf:
+    """Parse the config's URDF once (cached by path and mtime) and make it ready for Pinocchio.
+
+    This is the one place mesh URIs are resolved (rules: :func:`resource_candidates`, relative
+    paths from the URDF's folder); found meshes are rewritten to absolute paths. A ``.xacro`` file
+    or a URDF with ``xacro:`` elements / ``${...}`` expressions raises ConfigError telling to run
+    ``xacro`` first. Continuous joints become revolute joints for Pinocchio (see ``continuous``).
+    """
+    urdf = Path(config.urdf)
+    return _prepare_urdf_cached(str(urdf.resolve()), urdf.stat().st_mtime_ns,
+                                tuple(str(d) for d in config.package_dirs))
+
+
+def _urdf_mesh_refs(config: RobotConfig, kind: str) -> list[tuple[str, str, Path | None]]:
+    """(link name, mesh URI, resolved file or None) for every ``<kind>/geometry/mesh`` of the URDF."""
+    return [(link, uri, found) for link, k, uri, found in prepare_urdf(config).meshes if k == kind]
+
+
+def _urdf_mimics(root: ET.Element) -> dict[str, tuple[str, float, float]]:
+    """mimic joint name -> (leader joint, multiplier, offset), read from the URDF tree."""
     out = {}
     for joint in root.findall("joint"):
         mimic = joint.find("mimic")
@@ -341,8 +485,9 @@ class RobotModel:
         import pinocchio as pin
 
         self.config = config
+        prepared = prepare_urdf(config)
         try:
-            self._model = pin.buildModelFromUrdf(str(config.urdf))
+            self._model = pin.buildModelFromXML(prepared.xml)
         except Exception as exc:  # pinocchio raises ValueError/RuntimeError with its own text
             raise ConfigError(f"Pinocchio could not parse {config.urdf}: {exc}", field="urdf",
                               fix="check the URDF file") from exc
@@ -350,14 +495,15 @@ class RobotModel:
         model = self._model
         self.joint_names: tuple[str, ...] = tuple(config.joint_names)
         self.n_joints = len(self.joint_names)
-        all_mimics = _urdf_mimics(config.urdf)
+        all_mimics = _urdf_mimics(prepared.root)
 
         joint_ids = {model.names[j]: j for j in range(1, model.njoints)}
         for j in range(1, model.njoints):
             if model.joints[j].nq != 1 or model.joints[j].nv != 1:
                 raise ConfigError(f"joint '{model.names[j]}' has {model.joints[j].nq} position coordinates; "
                                   "only 1-DoF revolute/prismatic joints are supported", field="urdf",
-                                  fix="replace continuous joints by revolute joints with limits")
+                                  fix="use revolute, continuous or prismatic joints (planar/floating "
+                                      "joints are not supported)")
         unknown = [n for n in self.joint_names if n not in joint_ids]
         if unknown:
             raise ConfigError(f"joints {unknown} are not movable joints of {config.urdf.name}", field="joint_names",
@@ -395,6 +541,9 @@ class RobotModel:
 
         self.lower = np.asarray(model.lowerPositionLimit, dtype=np.float64)[self._act_idx_q].copy()
         self.upper = np.asarray(model.upperPositionLimit, dtype=np.float64)[self._act_idx_q].copy()
+        #: (N,) True for continuous joints: limits -inf..inf, never clipped nor wrapped (radians)
+        self.continuous = np.array([n in prepared.continuous for n in self.joint_names], dtype=bool)
+        self.lower[self.continuous], self.upper[self.continuous] = -np.inf, np.inf
         bad = [n for n, lo, hi in zip(self.joint_names, self.lower, self.upper) if not lo < hi]
         if bad:
             raise ConfigError(f"joints {bad} have no usable position limits in the URDF", field="urdf",
@@ -429,7 +578,9 @@ class RobotModel:
             self._home = np.asarray(config.home, dtype=np.float64)
             self.check_positions(self._home, field="home")
         else:
-            self._home = 0.5 * (self.lower + self.upper)
+            finite = ~self.continuous
+            self._home = np.zeros(self.n_joints)  # continuous joints rest at 0
+            self._home[finite] = 0.5 * (self.lower[finite] + self.upper[finite])
         _check_mesh_files(config)  # fail early; the meshes themselves load on first use
         self._meshes: tuple[LinkMesh, ...] | None = None
         self._mesh_frame_ids = np.zeros(0, dtype=np.int64)
@@ -661,15 +812,23 @@ class RobotModel:
 # --------------------------------------------------------------------------------------------
 
 def _check_mesh_files(config: RobotConfig) -> list[Path]:
-    """Resolved mesh files of the config's mesh kind; ConfigError naming the link if one is missing."""
+    """Resolved mesh files of the config's mesh kind; ConfigError naming the URDF, the mesh URI,
+    the paths tried and the fix when one is missing."""
     kind, paths = config.mesh_kind, []
-    for link, filename in _urdf_mesh_refs(config.urdf, kind):
-        path = resolve_resource(filename, config.package_dirs, config.urdf.parent, field=f"{link}.{kind}")
-        if not path.is_file():
-            raise ConfigError(f"mesh file {path} of link '{link}' does not exist (URDF says '{filename}')",
-                              field=f"{link}.{kind}.mesh",
-                              fix="install the mesh package or fix package_dirs / the URDF filename")
-        paths.append(path)
+    for link, uri, found in _urdf_mesh_refs(config, kind):
+        if found is None:
+            tried = resource_candidates(uri, config.package_dirs, config.urdf.parent)
+            if uri.startswith("package://"):
+                pkg = uri[len("package://"):].split("/", 1)[0]
+                fix = (f"add the folder that contains the package folder '{pkg}' to package_dirs in "
+                       f"{config.source.name} (or to $ROS_PACKAGE_PATH), or install the package")
+            else:
+                fix = ("put the mesh file there (relative paths are relative to the URDF's folder) or fix "
+                       "the filename in the URDF")
+            raise ConfigError(f"mesh '{uri}' of link '{link}' in {config.urdf} was not found; tried "
+                              f"{[str(t) for t in tried] or 'nothing (no package_dirs)'}",
+                              field=f"{link}.{kind}.mesh", fix=fix)
+        paths.append(found)
     return paths
 
 
@@ -682,8 +841,8 @@ def _factory_meshes(robot: RobotModel) -> tuple[LinkMesh, ...]:
     _check_mesh_files(config)
     gtype = pin.GeometryType.VISUAL if kind == "visual" else pin.GeometryType.COLLISION
     try:
-        geom_model = pin.buildGeomFromUrdf(model, str(config.urdf), gtype,
-                                           package_dirs=[str(p) for p in config.package_dirs])
+        geom_model = pin.buildGeomFromUrdfString(model, prepare_urdf(config).xml, gtype,
+                                                 package_dirs=[str(p) for p in config.package_dirs])
     except Exception as exc:
         raise ConfigError(f"Pinocchio could not load the {kind} geometry of {config.urdf}: {exc}",
                           field="urdf", fix="check the mesh paths and package_dirs") from exc

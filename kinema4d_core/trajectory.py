@@ -221,7 +221,8 @@ class IKSolver:
             if k == 0:
                 start = robot.home()
             else:
-                start = rng.uniform(robot.lower, robot.upper)
+                # continuous joints (infinite limits) restart within one turn
+                start = rng.uniform(np.maximum(robot.lower, -np.pi), np.minimum(robot.upper, np.pi))
             start[self._keep] = seed[self._keep]
             res = self.solve_local(T_base_target, start)
             if res.converged:

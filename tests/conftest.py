@@ -2,14 +2,16 @@
 
 Network safety: this file runs before any test module is imported, and forces loopback-only
 DDS discovery for the whole pytest process and everything it starts. Each test that talks ROS
-gets its own ROS_DOMAIN_ID through the ``ros_env`` fixture (unique per test and per xdist
-worker), so parallel runs never see each other.
+gets its own ROS_DOMAIN_ID (1..101) through the ``ros_env`` fixture, set explicitly with
+``ros_env.loopback_env`` (unique per test and per xdist worker, from a random start per run), so
+parallel runs never see each other.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import random
 import tempfile
 from pathlib import Path
 
@@ -22,7 +24,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-_domain_counter = itertools.count()
+_domain_counter = itertools.count(random.randrange(101))   # random start: other test runs on this host
 
 
 def _worker_index() -> int:
@@ -32,9 +34,13 @@ def _worker_index() -> int:
 
 
 def next_domain_id() -> int:
-    """A fresh domain id in [1, 230] for each call: xdist workers start 23 ids apart and count up,
-    so two tests running at the same time never share a domain."""
-    return 1 + ((_worker_index() * 23 + next(_domain_counter)) % 230)
+    """A fresh domain id in [1, 101] for each call (higher ids reach the Linux ephemeral ports).
+    Each xdist worker owns the ids congruent to its index modulo the worker count and walks them
+    from a random start, so two tests running at the same time never share a domain."""
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1))
+    worker = _worker_index() % workers
+    slots = max(1, 101 // workers)
+    return 1 + worker + workers * (next(_domain_counter) % slots)
 
 
 @pytest.fixture

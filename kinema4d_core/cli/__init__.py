@@ -22,6 +22,7 @@ SUBCOMMANDS = [
     "replay",
     "evaluate",
     "view",
+    "train",
 ]
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from kinema4d_core.cli.replay import (add_backend_args, add_executor_args, backend_options, check_backend_args,
                                       executor_from_args)
 from kinema4d_core.errors import InputError
+from kinema4d_core.success import MIN_OBJECT_PIXELS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="place success: target region in the base frame (m)")
     p.add_argument("--workspace", type=float, nargs=4, metavar=("XMIN", "XMAX", "YMIN", "YMAX"),
                    help="only points inside this base-frame box count as the object (m)")
+    p.add_argument("--min-object-pixels", type=int, default=None,
+                   help="smallest object (connected pixels outside the dilated robot masks) that counts "
+                        "(default %d)" % MIN_OBJECT_PIXELS)
     p.add_argument("--robo4d", type=Path, help="Robo4D folder with ground truth for episodes of the same name")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
     p.add_argument("--sim-benchmark", type=int, metavar="N", help="first run N sim episodes per task")
@@ -92,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     if task:
         criteria = SuccessCriteria(task=task, table_height=args.table_height, lift_height=args.lift_height,
                                    target_region=tuple(args.region) if args.region else None,
-                                   workspace=tuple(args.workspace) if args.workspace else None)
+                                   workspace=tuple(args.workspace) if args.workspace else None,
+                                   min_object_pixels=args.min_object_pixels or MIN_OBJECT_PIXELS)
     if args.sim_benchmark is not None:
         if args.sim_benchmark < 1:
             raise InputError(f"{args.sim_benchmark}", field="--sim-benchmark", fix="use N >= 1")

@@ -97,17 +97,26 @@ def executor_from_args(args: argparse.Namespace):  # -> LocalExecutor | RayExecu
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from kinema4d_core.bags import BagTopics
+
     p = subparsers.add_parser("replay", help="simulate the episodes of recorded bags offline",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("bags", nargs="+", type=Path, help="rosbag2 folders or .db3/.mcap files")
+    p.add_argument("bags", nargs="+", type=Path,
+                   help="rosbag2 folders (split bags: the folder with all its files) or .db3/.mcap files; "
+                        "a ROS 1 .bag must be converted first (rosbags-convert --src X.bag --dst X_ros2)")
     p.add_argument("--robot", required=True, help="robot config name or yaml (e.g. panda)")
     p.add_argument("--calibration", required=True, type=Path, help="camera calibration YAML")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     add_backend_args(p)
-    p.add_argument("--joint-topic", default="/joint_states")
-    p.add_argument("--image-topic", default="/camera/image_raw", help="sensor_msgs/Image or CompressedImage")
-    p.add_argument("--camera-info-topic", default="/camera/camera_info")
-    p.add_argument("--depth-topic", default=None, help="optional depth Image (32FC1 m / 16UC1 mm): geometry GT")
+    p.add_argument("--joint-topic", default=BagTopics.joint,
+                   help="sensor_msgs/JointState topic (default: %(default)s)")
+    p.add_argument("--image-topic", default=BagTopics.image,
+                   help="sensor_msgs/Image or CompressedImage topic (default: %(default)s)")
+    p.add_argument("--camera-info-topic", default=BagTopics.camera_info,
+                   help="sensor_msgs/CameraInfo topic, checked against the calibration; '' for none "
+                        "(default: %(default)s)")
+    p.add_argument("--depth-topic", default=BagTopics.depth,
+                   help="optional depth Image (32FC1 m / 16UC1 mm): geometry GT (default: none)")
     p.add_argument("--episodes-by", default="all",
                    help="gap:SECONDS | marker:TOPIC | ranges:FILE | all (default: whole bag)")
     p.add_argument("--tolerance", type=float, default=0.05,
@@ -154,6 +163,18 @@ def run(args: argparse.Namespace) -> int:
     report = run_batch(jobs, args.out, BagJobProcessor(topics, cfg, resources), executor=executor,
                        retry_failed=args.retry_failed, progress=not args.quiet, extra_report=extra)
     counts = report["counts"]
-    print(f"replay: {counts.get('ok', 0)} ok, {counts.get('failed', 0)} failed episodes, "
-          f"{len(bag_failures)} unreadable bags -> {args.out / 'report.json'}")
+    print(summary_text(report, bag_failures, args.out / "report.json"))
     return 0 if not bag_failures and counts.get("failed", 0) == 0 and jobs else 1
+
+
+def summary_text(report: dict, bag_failures: list[dict], report_path: Path) -> str:
+    """The terminal summary: counts, then every unreadable bag and failed episode with its reason."""
+    counts = report.get("counts", {})
+    lines = [f"replay: {counts.get('ok', 0)} ok, {counts.get('failed', 0)} failed episodes, "
+             f"{len(bag_failures)} unreadable bags -> {report_path}"]
+    for f in bag_failures:
+        lines.append(f"  unreadable bag {f['source']}: {f['reason']}")
+    for e in report.get("episodes", []):
+        if e.get("status") not in ("ok", None):
+            lines.append(f"  failed episode {e['name']} ({e.get('source', '?')}): {e.get('reason')}")
+    return "\n".join(lines)

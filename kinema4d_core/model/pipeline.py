@@ -11,12 +11,17 @@ Guidance modes
   as one batch with ``robot_cond_scale = [1, 2]`` and combined as
   ``pred = f(2x) + g * (f(1x) - f(2x)) = f(1x) + (g - 1) * (f(1x) - f(2x))``.
 - ``single``: one pass ``f(1x)`` per step (guidance ignored), half the compute.
+
+Timestep grids (``kinema4d_core.model.schedule``): ``release`` (default) samples on diffusers 0.34's
+flow UniPC sigma/timestep grid, which produced the released numbers; ``modern`` keeps the grid the
+installed diffusers computes (it differs at most points, e.g. 3 steps: [999, 856, 599] vs
+[999, 857, 600]).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -24,6 +29,7 @@ from diffusers import DiffusionPipeline
 
 from kinema4d_core.conditioning import latent_mask, uniform_pointmap_image
 from kinema4d_core.model.config import MASK_CHANNELS, POINTMAP_LATENT_SCALE, POINTMAP_LATENT_SHIFT
+from kinema4d_core.model.schedule import DEFAULT_TIMESTEP_GRID, TIMESTEP_GRIDS, set_timestep_grid
 from kinema4d_core.types import GUIDANCE_MODES, Cancelled, ProgressFn
 
 
@@ -43,6 +49,7 @@ def _to_video(frames01: np.ndarray) -> torch.Tensor:
 class Kinema4DOutput:
     rgb: np.ndarray          # (T, H, W, 3) float32 in [0, 1]
     pointmap01: np.ndarray   # (T, H, W, 3) float32 in [0, 1] (normalized XYZ of the generated world)
+    timestep_grid: dict[str, Any] = field(default_factory=dict)   # TimestepGrid.summary() of the grid used
 
 
 class Kinema4DPipeline(DiffusionPipeline):
@@ -109,21 +116,32 @@ class Kinema4DPipeline(DiffusionPipeline):
         return torch.cat([mask, latent], dim=1)
 
     def prepare_robot(self, robot_pointmap01: np.ndarray, robot_mask: np.ndarray,
-                      robot_rgb: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+                      robot_rgb: np.ndarray | None, variant: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Robot latents + latent mask.
 
         rgb-pm: latents (1, 16, F, h, 2w) = [VAE(robot RGB) | pm-norm(VAE(robot pointmap))], mask
         (1, 4, F, h, 2w) tiled over both halves. pm: (1, 16, F, h, w) and (1, 4, F, h, w).
+        variant: default the transformer's ``robot_condition`` (training's latent cache passes it,
+        having no transformer loaded).
         """
         device = self._execution_device
         pm_latent = self.normalize_pointmap_latent(self.vae_encode(_to_video(robot_pointmap01)))
         mask = latent_robot_mask(robot_mask).to(device)
-        if self.transformer.config.robot_condition == "pm":
+        if (variant or self.transformer.config.robot_condition) == "pm":
             return pm_latent, mask
         if robot_rgb is None:
             raise ValueError("variant rgb-pm needs the robot RGB video")
         rgb_latent = self.vae_encode(_to_video(robot_rgb.astype(np.float32) / 255.0))
         return torch.cat([rgb_latent, pm_latent], dim=-1), torch.cat([mask, mask], dim=-1)
+
+    @torch.no_grad()
+    def encode_target(self, rgb01: np.ndarray, pointmap01: np.ndarray) -> torch.Tensor:
+        """Inverse of :meth:`decode` (training target): RGB and pointmap videos (T, H, W, 3) in [0, 1]
+        -> [RGB | XYZ] latent (1, 16, F, h, 2w), encoded at once as one width-concatenated video,
+        with the pointmap normalization applied to the XYZ half."""
+        z = self.vae_encode(_to_video(np.concatenate([rgb01, pointmap01], axis=2)))
+        half = z.shape[-1] // 2
+        return torch.cat([z[..., :half], self.normalize_pointmap_latent(z[..., half:])], dim=-1)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -168,12 +186,16 @@ class Kinema4DPipeline(DiffusionPipeline):
     def __call__(self, first_frame: np.ndarray, robot_pointmap01: np.ndarray, robot_mask: np.ndarray,
                  robot_rgb: np.ndarray | None = None, *, num_inference_steps: int = 50, guidance_scale: float = 5.0,
                  guidance_mode: str = "faithful", seed: int = 42, batch_passes: bool = True,
-                 progress: ProgressFn | None = None, should_cancel: Callable[[], bool] | None = None
+                 timestep_grid: str = DEFAULT_TIMESTEP_GRID, progress: ProgressFn | None = None,
+                 should_cancel: Callable[[], bool] | None = None
                  ) -> Kinema4DOutput:
         """Generate T frames. first_frame (H, W, 3) uint8; robot_pointmap01 (T, H, W, 3) in [0, 1]
-        (0 outside the robot); robot_mask (T, H, W) bool; robot_rgb (T, H, W, 3) uint8 (rgb-pm)."""
+        (0 outside the robot); robot_mask (T, H, W) bool; robot_rgb (T, H, W, 3) uint8 (rgb-pm).
+        timestep_grid: "release" (diffusers 0.34's grid, as released) or "modern" (installed diffusers)."""
         if guidance_mode not in GUIDANCE_MODES:
             raise ValueError(f"guidance_mode must be one of {GUIDANCE_MODES}, got {guidance_mode!r}")
+        if timestep_grid not in TIMESTEP_GRIDS:
+            raise ValueError(f"timestep_grid must be one of {TIMESTEP_GRIDS}, got {timestep_grid!r}")
         progress = progress or (lambda stage, step, total: None)
 
         def check_cancel() -> None:
@@ -192,7 +214,7 @@ class Kinema4DPipeline(DiffusionPipeline):
         generator = torch.Generator("cpu").manual_seed(int(seed))
         shape = (1, self.vae.config.z_dim, *condition.shape[2:])
         latents = torch.randn(shape, generator=generator, dtype=torch.float32).to(device)   # (1, 16, F, h, 2w)
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        grid = set_timestep_grid(self.scheduler, num_inference_steps, timestep_grid, device=device)
         timesteps = self.scheduler.timesteps
         for i, t in enumerate(timesteps):
             check_cancel()
@@ -205,7 +227,7 @@ class Kinema4DPipeline(DiffusionPipeline):
         rgb, pointmap01 = self.decode(latents)
         progress("decode", 1, 1)
         self.maybe_free_model_hooks()
-        return Kinema4DOutput(rgb=rgb, pointmap01=pointmap01)
+        return Kinema4DOutput(rgb=rgb, pointmap01=pointmap01, timestep_grid=grid.summary())
 
     @classmethod
     def from_components(cls, components) -> "Kinema4DPipeline":

@@ -3,9 +3,11 @@
 ``make_tiny_checkpoint(DIR)`` writes
   DIR/base/                  diffusers Wan I2V layout: model_index.json, transformer/ (a plain
                              WanTransformer3DModel), vae/, image_encoder/ (CLIPVisionModel),
-                             image_processor/ (CLIPImageProcessor), scheduler/ (UniPC, flow).
-                             text_encoder/tokenizer are listed as [null, null] in model_index.json
-                             (Kinema4D never loads them) and no folders are written for them.
+                             image_processor/ (CLIPImageProcessor), scheduler/ (UniPC, flow),
+                             text_encoder/ (a tiny UMT5EncoderModel) and tokenizer/ (a T5TokenizerFast
+                             over a 64-piece vocabulary, built offline). Kinema4D never loads these
+                             two; they exist so that model_index.json has no null entries, which
+                             older diffusers loaders (0.34) reject, and every folder it lists loads.
   DIR/kinema4d_ckpt/         pytorch_lora_weights.safetensors (rank 4, nonzero A and B, no alpha
   DIR/kinema4d_pmcond_ckpt/  metadata), added_weights.safetensors (fp32, unprefixed keys),
                              kinema4d_config.json (robot-branch sizes of the tiny preset).
@@ -26,6 +28,42 @@ from kinema4d_core.model.config import (CHECKPOINT_FOLDER, KINEMA4D_CONFIG_NAME,
                                         TINY_TRANSFORMER, TINY_VAE, VARIANTS)
 
 TINY_LORA_RANK = 4
+#: seed of the tiny text encoder's weights (its own RNG stream: the other tiny weights do not depend on it)
+TEXT_ENCODER_SEED = 1234
+TOKENIZER_PIECES = tuple("abcdefghijklmnopqrstuvwxyz0123456789.,") + ("▁a", "▁the", "▁robot", "▁arm", "▁")
+
+
+def _write_tokenizer(folder: Path) -> int:
+    """A T5TokenizerFast (sentencepiece-style Unigram, metaspace pre-tokenizer) over a small fixed
+    vocabulary, built in memory (nothing is downloaded). Returns the vocabulary size."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import T5TokenizerFast
+
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(p, -2.0 - 0.01 * i) for i, p in
+                                                               enumerate(TOKENIZER_PIECES)]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=2))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    special = dict(eos_token="</s>", unk_token="<unk>", pad_token="<pad>", extra_ids=0, model_max_length=32)
+    T5TokenizerFast(tokenizer_object=tok, **special).save_pretrained(str(folder))
+    # Only keys transformers 4.x reads as well (v5 adds e.g. "extra_special_tokens": [], which 4.x
+    # expects as a dict); tokenizer.json carries the model itself.
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "T5Tokenizer", "additional_special_tokens": [], **special}, indent=2))
+    return len(vocab)
+
+
+def _write_text_encoder(folder: Path, vocab_size: int) -> None:
+    """A tiny UMT5EncoderModel (d_model = the transformer's text_dim), from its own seed."""
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    d_model = TINY_TRANSFORMER["text_dim"]
+    config = UMT5Config(vocab_size=vocab_size, d_model=d_model, d_kv=d_model // 2, d_ff=2 * d_model, num_layers=1,
+                        num_heads=2, relative_attention_num_buckets=8, relative_attention_max_distance=16,
+                        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TEXT_ENCODER_SEED)
+        UMT5EncoderModel(config).save_pretrained(str(folder))
 
 
 def _write_base(base: Path) -> None:
@@ -39,6 +77,7 @@ def _write_base(base: Path) -> None:
     CLIPImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side}).save_pretrained(
         base / "image_processor")
     UniPCMultistepScheduler(**TINY_SCHEDULER).save_pretrained(base / "scheduler")
+    _write_text_encoder(base / "text_encoder", _write_tokenizer(base / "tokenizer"))
     import diffusers
 
     index = {
@@ -46,7 +85,7 @@ def _write_base(base: Path) -> None:
         "image_encoder": ["transformers", "CLIPVisionModel"],
         "image_processor": ["transformers", "CLIPImageProcessor"],
         "scheduler": ["diffusers", "UniPCMultistepScheduler"],
-        "text_encoder": [None, None], "tokenizer": [None, None],
+        "text_encoder": ["transformers", "UMT5EncoderModel"], "tokenizer": ["transformers", "T5TokenizerFast"],
         "transformer": ["diffusers", "WanTransformer3DModel"], "vae": ["diffusers", "AutoencoderKLWan"],
     }
     (base / "model_index.json").write_text(json.dumps(index, indent=2))

@@ -259,3 +259,24 @@ def test_match_stream_refuses_other_sizes_unless_rescaling_is_asked_for():
         match_stream(cam, 640, 360, rescale=True)
     with pytest.raises(ConfigError, match="intrinsics .* disagree"):
         match_stream(cam, 640, 480, np.array([[520.0, 0, 319.5], [0, 520.0, 239.5], [0, 0, 1]]))
+
+
+def test_mount_to_optical_defaults_to_rep103_and_round_trips(tmp_path):
+    from kinema4d_core.camera import OPTICAL_IN_MOUNT, calibration_from_dict
+
+    cam = load_calibration(REPO / "calibration/sim_camera.yaml")
+    assert cam.T_mount_optical is None
+    np.testing.assert_array_equal(cam.mount_to_optical(), OPTICAL_IN_MOUNT)
+    # body x (forward) is optical z, body y (left) is optical -x, body z (up) is optical -y
+    np.testing.assert_array_equal(OPTICAL_IN_MOUNT[:3, :3] @ [0, 0, 1], [1, 0, 0])
+    np.testing.assert_array_equal(OPTICAL_IN_MOUNT[:3, :3] @ [1, 0, 0], [0, -1, 0])
+    doc = calibration_to_dict(cam)
+    doc["extrinsics"]["T_mount_optical"] = {"translation": [0.0, 0.015, 0.0], "rotation": [-0.5, 0.5, -0.5, 0.5]}
+    mounted = calibration_from_dict(doc, "lab.yaml")
+    np.testing.assert_allclose(mounted.T_mount_optical[:3, 3], [0.0, 0.015, 0.0])
+    np.testing.assert_allclose(mounted.T_mount_optical[:3, :3], OPTICAL_IN_MOUNT[:3, :3], atol=1e-12)
+    again = calibration_from_dict(calibration_to_dict(mounted.with_pose(np.eye(4))), "again.yaml")
+    np.testing.assert_allclose(again.T_mount_optical, mounted.T_mount_optical, atol=1e-12)
+    doc["extrinsics"]["T_mount_optical"] = {"translation": [0.0, 0.0]}
+    with pytest.raises(ConfigError, match="T_mount_optical"):
+        calibration_from_dict(doc, "bad.yaml")

@@ -144,6 +144,7 @@ def test_text_encoder_and_tokenizer_are_never_read_and_scheduler_comes_from_base
     base = tmp_path / "base"
     shutil.copytree(tiny_dir / "base", base)
     for folder in ("text_encoder", "tokenizer"):           # present but unreadable: loading must not touch them
+        shutil.rmtree(base / folder)                       # the tiny base writes loadable ones; replace them
         (base / folder).mkdir()
         (base / folder / "config.json").write_text("{ not json")
     sched = json.loads((base / "scheduler" / "scheduler_config.json").read_text())

@@ -58,3 +58,45 @@ def write_recording(path: Path, *, storage: str = "sqlite3", episodes: Sequence[
                 if depth:
                     bag.write("/camera/depth", t, B.depth_msg(t, np.full((h, w), 1.0 + 0.01 * i), "cam"))
     return path
+
+
+def write_split_recording(path: Path, *, storage: str = "sqlite3", episodes: Sequence[tuple[float, int]],
+                          **kwargs) -> Path:
+    """A multi-file (split) rosbag2 bag, as ``ros2 bag record --max-bag-duration`` leaves it:
+    one storage file per entry of ``episodes`` (each written by ``write_recording``) in one
+    folder whose metadata.yaml lists them all in time order."""
+    import shutil
+
+    import yaml
+
+    parts = []
+    tmp = path.parent / f".{path.name}.parts"
+    for i, ep in enumerate(episodes):
+        parts.append(write_recording(tmp / f"part_{i}", storage=storage, episodes=[ep], **kwargs))
+    path.mkdir(parents=True)
+    merged = None
+    counts: dict[str, int] = {}
+    ext = ".db3" if storage == "sqlite3" else ".mcap"
+    for i, part in enumerate(parts):
+        meta = yaml.safe_load((part / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        name = f"{path.name}_{i}{ext}"
+        shutil.copy(next(part.glob(f"*{ext}")), path / name)
+        meta["files"][0]["path"] = name
+        for t in meta["topics_with_message_count"]:
+            counts[t["topic_metadata"]["name"]] = counts.get(t["topic_metadata"]["name"], 0) + t["message_count"]
+        entry = meta["files"][0]
+        if merged is None:
+            merged = meta
+            merged["files"], merged["relative_file_paths"], merged["message_count"] = [], [], 0
+        merged["files"].append(entry)
+        merged["relative_file_paths"].append(name)
+        merged["message_count"] += meta["message_count"]
+    start = merged["files"][0]["starting_time"]["nanoseconds_since_epoch"]
+    last = merged["files"][-1]
+    merged["duration"]["nanoseconds"] = (last["starting_time"]["nanoseconds_since_epoch"]
+                                         + last["duration"]["nanoseconds"] - start)
+    for t in merged["topics_with_message_count"]:
+        t["message_count"] = counts[t["topic_metadata"]["name"]]
+    (path / "metadata.yaml").write_text(yaml.safe_dump({"rosbag2_bagfile_information": merged}))
+    shutil.rmtree(tmp)
+    return path

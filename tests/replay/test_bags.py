@@ -68,7 +68,7 @@ def test_unsupported_encodings_name_the_topic_and_the_fix():
     msg.encoding = "yuv422"
     with pytest.raises(InputError, match="unsupported image encoding 'yuv422'") as err:
         B.decode_image(msg, field="/cam")
-    assert err.value.field == "/cam" and "rgb8" in err.value.fix
+    assert err.value.field == "/cam.encoding" and "rgb8" in err.value.fix
     comp = B.compressed_image_msg(0.0, frame_image(0, 4, 4), "cam", "png")
     comp.format = "16UC1; compressedDepth"
     with pytest.raises(InputError, match="compressed image format"):
@@ -142,3 +142,46 @@ def test_pointcloud_roundtrip_keeps_points_and_colors(tmp_path):
     keep[3] = False
     np.testing.assert_array_equal(xyz, pts[keep])
     np.testing.assert_array_equal(rgb, cols[keep])
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_a_split_bag_reads_as_one_recording_across_its_files(tmp_path, storage):
+    from tests.replay.replay_helpers import write_split_recording
+
+    path = write_split_recording(tmp_path / "split", storage=storage, episodes=[(100.0, 4), (110.0, 5), (120.0, 3)])
+    assert len(list(path.glob("*.db3" if storage == "sqlite3" else "*.mcap"))) == 3
+    bag = B.read_bag(path)
+    np.testing.assert_allclose(bag.images.stamps, np.concatenate([100.0 + np.arange(4) / 10, 110.0 + np.arange(5) / 10,
+                                                                  120.0 + np.arange(3) / 10]), atol=1e-9)
+    assert bag.joints.positions.shape == (24, 3)
+    # frames from every file, read back in one pass
+    frames = bag.images.decode_many([11, 0, 5, 4])
+    for got, k in zip(frames, [11, 0, 5, 4]):
+        np.testing.assert_array_equal(got, frame_image(k - (0 if k < 4 else 4 if k < 9 else 9)))  # numbered per file
+
+
+def test_image_pixels_are_not_kept_after_the_first_pass(tmp_path):
+    path = write_recording(tmp_path / "rec", storage="mcap", episodes=[(100.0, 6)])
+    images = B.read_bag(path).images
+    # only stamps and bag positions: a few numbers per frame, whatever the image size
+    assert not any(isinstance(v, (bytes, list)) for v in vars(images).values())
+    assert sum(np.asarray(v).nbytes for v in vars(images).values() if isinstance(v, np.ndarray)) < 6 * 64
+    np.testing.assert_array_equal(images.decode_many([5, 2])[1], frame_image(2))
+
+
+def test_header_stamp_is_read_from_the_cdr_without_deserializing():
+    msg = B.image_msg(123.25, frame_image(0, 4, 4), "camera_frame")
+    raw = bytes(B.typestore().serialize_cdr(msg, B.IMAGE))
+    assert B.header_stamp(raw, B.IMAGE, 5_000_000_000) == (123.25, "camera_frame")
+    zero = B.image_msg(0.0, frame_image(0, 4, 4), "c")
+    raw0 = bytes(B.typestore().serialize_cdr(zero, B.IMAGE))
+    assert B.header_stamp(raw0, B.IMAGE, 5_000_000_000)[0] == 5.0      # zero stamp: the receive time
+
+
+def test_a_ros1_bag_is_refused_with_the_conversion_command(tmp_path):
+    ros1 = tmp_path / "run.bag"
+    ros1.write_bytes(B.ROS1_MAGIC + b"\n" + os.urandom(100))
+    with pytest.raises(InputError) as err:
+        B.read_bag(ros1)
+    assert "ROS 1 bag" in err.value.problem
+    assert f"rosbags-convert --src {ros1} --dst {tmp_path / 'run_ros2'}" in err.value.fix

@@ -115,3 +115,30 @@ def test_fvd_with_a_supplied_feature_network_is_a_frechet_distance():
     net = lambda videos: videos.reshape(len(videos), -1)[:, :2].astype(float)  # noqa: E731
     vids = rng.integers(0, 255, (10, 2, 4, 4, 3)).astype(np.uint8)
     assert M.fvd(vids, vids, net) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_cloud_compared_with_itself_scores_exactly_zero_and_one_beyond_the_sampling_cap():
+    # 3 frames of 160x200 = 32000 pixels > the 20000 cap, a varied surface, holes (NaN depth) in
+    # the ground truth that the prediction does not have: the old independent subsampling of each
+    # cloud gave CD > 0 and F < 1 here
+    rng = np.random.default_rng(3)
+    K = np.array([[150.0, 0, 99.5], [0, 150.0, 79.5], [0, 0, 1]])
+    depth = 1.0 + 0.3 * rng.random((3, 160, 200))
+    gt = M.depth_to_pointmap(depth, K)
+    holes = rng.random((3, 160, 200)) < 0.2
+    gt_holes = gt.copy()
+    gt_holes[holes] = np.nan
+    for pred, truth in ((gt, gt), (gt, gt_holes)):
+        out = M.pointmap_metrics(pred, truth, valid=np.isfinite(truth[..., 2]))
+        assert out["cd_l1"] == 0.0 and out["cd_l2"] == 0.0 and out["fscore"] == 1.0
+        assert out["temp_cd_l1"] == 0.0 and out["flow_epe"] == 0.0
+        s = out["sampling"]
+        assert s["max_points_per_frame"] == M.MAX_POINTS_PER_FRAME == 20000
+        assert s["points_per_frame"]["max"] == 20000 and s["frames_without_points"] == 0
+    # the sample is seeded: the same inputs give the same numbers, and a shifted cloud is scored
+    shifted = gt + [0.004, 0, 0]
+    a, b = M.pointmap_metrics(shifted, gt), M.pointmap_metrics(shifted, gt)
+    assert a == b and 0 < a["cd_l1"] <= 0.004 + 1e-12
+    # pixels valid in only one cloud are never sampled
+    idx = M.sample_pixels(~holes[0], 100, seed=5)
+    assert idx.size == 100 and not holes[0].reshape(-1)[idx].any()

@@ -160,3 +160,93 @@ def test_backend_options_that_do_not_apply_are_refused_before_any_episode(setup,
     assert "--device does not apply to --backend static-scene" in err
     assert "backend kinema4d needs the model" in err
     assert not out.exists()
+
+
+def _write_ros1_recording(path, robot, K, n=8):
+    """A ROS 1 bag (rosbags' rosbag1 Writer, noetic types): joint states at 20 Hz, rgb8 images
+    and CameraInfo at 10 Hz."""
+    from rosbags.rosbag1 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS1_NOETIC)
+    T = ts.types
+
+    def header(t, seq, frame="cam"):
+        ns = int(round(t * 1e9))
+        return T["std_msgs/msg/Header"](seq=seq, stamp=T["builtin_interfaces/msg/Time"](sec=ns // 10**9,
+                                                                                        nanosec=ns % 10**9),
+                                        frame_id=frame)
+
+    roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    with Writer(path) as w:
+        js = w.add_connection("/joint_states", "sensor_msgs/msg/JointState", typestore=ts)
+        im = w.add_connection("/camera/image_raw", "sensor_msgs/msg/Image", typestore=ts)
+        ci = w.add_connection("/camera/camera_info", "sensor_msgs/msg/CameraInfo", typestore=ts)
+        msgs = []
+        for i in range(2 * n):
+            t = 100.0 + i / 20
+            q = robot.home() + 0.05 * np.sin(t + np.arange(robot.n_joints))
+            q[-1] = robot.home()[-1]
+            msgs.append((t, js, T["sensor_msgs/msg/JointState"](header=header(t, i, ""), name=list(robot.joint_names),
+                                                               position=q, velocity=np.zeros(0), effort=np.zeros(0)),
+                         "sensor_msgs/msg/JointState"))
+        for i in range(n):
+            t = 100.0 + i / 10
+            img = np.full((H, W, 3), 20 * i, np.uint8)
+            msgs.append((t, im, T["sensor_msgs/msg/Image"](header=header(t, i), height=H, width=W, encoding="rgb8",
+                                                          is_bigendian=0, step=3 * W, data=img.reshape(-1)),
+                         "sensor_msgs/msg/Image"))
+            msgs.append((t, ci, T["sensor_msgs/msg/CameraInfo"](
+                header=header(t, i), height=H, width=W, distortion_model="plumb_bob", D=np.zeros(5),
+                K=np.asarray(K, float).reshape(-1), R=np.eye(3).reshape(-1),
+                P=np.hstack([K, np.zeros((3, 1))]).reshape(-1), binning_x=0, binning_y=0, roi=roi),
+                "sensor_msgs/msg/CameraInfo"))
+        for t, conn, msg, ty in sorted(msgs, key=lambda m: m[0]):
+            w.write(conn, int(round(t * 1e9)), ts.serialize_ros1(msg, ty))
+    return path
+
+
+def test_a_ros1_bag_says_how_to_convert_it_and_replays_after_conversion(setup, capsys):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from kinema4d_core.camera import load_calibration
+    from kinema4d_core.robot import load_robot
+
+    root, calib, _ = setup
+    ros1 = _write_ros1_recording(root / "lab.bag", load_robot("panda"), load_calibration(calib).K)
+    out = root / "ros1"
+    args = ["--robot", "panda", "--calibration", str(calib), "--frames", "6", "--no-bag", "--quiet"]
+    assert main(["replay", str(ros1), "--out", str(out), *args]) == 1
+    printed = capsys.readouterr().out
+    command = f"rosbags-convert --src {ros1} --dst {root / 'lab_ros2'}"
+    # the terminal names the bag, says it is ROS 1 and gives the exact command
+    assert f"unreadable bag {ros1}: " in printed and "ROS 1 bag" in printed and command in printed
+    assert command in json.loads((out / "report.json").read_text())["bag_failures"][0]["reason"]
+    # that command (the rosbags-convert installed with kinema4d) makes a bag that replays
+    exe = Path(sys.executable).parent / "rosbags-convert"
+    subprocess.run([str(exe), *command.split()[1:]], check=True, capture_output=True, timeout=120)
+    assert main(["replay", str(root / "lab_ros2"), "--out", str(root / "ros1_converted"), *args]) == 0
+    with np.load(root / "ros1_converted" / "episode_000" / "ground_truth.npz") as g:
+        np.testing.assert_allclose(g["stamps"], 100.0 + np.round(np.linspace(0, 7, 6)) / 10, atol=1e-6)
+        assert g["rgb"][-1, 0, 0, 0] == 140
+
+
+def test_the_terminal_summary_names_each_failed_episode_and_unreadable_bag(setup, capsys):
+    root, calib, bag = setup
+    missing = root / "no_such_bag"
+    assert _replay(root, calib, [bag, missing], root / "summary", "--no-bag") == 1
+    printed = capsys.readouterr().out
+    assert f"unreadable bag {missing}: " in printed and "does not exist" in printed
+    assert "failed episode rec_episode_002" in printed and "only 3 aligned camera frames" in printed
+    assert "rec_episode_000" not in printed                                    # ok episodes are only counted
+
+
+def test_replay_help_shows_the_default_topics(capsys):
+    with pytest.raises(SystemExit):
+        main(["replay", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for topic in ("/joint_states", "/camera/image_raw", "/camera/camera_info"):
+        assert f"(default: {topic})" in text
+    assert "rosbags-convert" in text

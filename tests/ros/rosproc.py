@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -73,10 +72,9 @@ class RosClient:
     """An rclpy node in the test process, on the domain of ``env``, spun in a background thread."""
 
     def __init__(self, env: dict[str, str], name: str = "test_client"):
-        for key in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY", "RMW_IMPLEMENTATION",
-                    "FASTDDS_DEFAULT_PROFILES_FILE"):
-            if key in env:
-                os.environ[key] = env[key]
+        from kinema4d_ros.ros_env import apply_env
+
+        apply_env(env)                  # the test chose this environment explicitly (loopback)
         import rclpy
         from rclpy.context import Context
         from rclpy.executors import MultiThreadedExecutor

@@ -57,8 +57,27 @@ def test_every_node_has_a_parameter_file_with_its_own_section(mode):
 def test_sim_graph_runs_the_sim_world_and_real_graph_remaps_driver_topics():
     sim = {s.name for s in graph.nodes_for("sim")}
     assert sim == {"sim_world_node", "calibration_node", "projector_node", "inference_node", "robot_state_node"}
-    for mode, args in (("sim", {}), ("real", {}), ("replay", {"bag": "/nonexistent.mcap"})):
+    for mode, args in (("sim", {}), ("replay", {"bag": "/nonexistent.mcap"}), ("real", {"publish_robot_state": "true"})):
         assert "robot_state_node" in {s.name for s in graph.nodes_for(mode, args)}, mode
+    # real: the robot's own robot_state_publisher owns the robot frames
+    assert "robot_state_node" not in {s.name for s in graph.nodes_for("real")}
+    assert "robot_state_node" not in {s.name for s in graph.nodes_for("sim", {"publish_robot_state": "false"})}
+
+
+def test_camera_tf_arguments_reach_the_nodes(repo_root):
+    specs = {s.name: s for s in graph.nodes_for("real", {"calibration": "/lab/cam.yaml", "calibration_source": "tf",
+                                                        "camera_mount_source": "file"})}
+    cal = specs["calibration_node"].parameters
+    assert (cal["camera_mount_frame"], cal["camera_mount_source"]) == ("camera_link", "file")
+    assert cal["save_to_calibration_file"] is True                  # the user named /lab/cam.yaml
+    assert specs["projector_node"].parameters["calibration_source"] == "tf"
+    assert specs["inference_node"].parameters["calibration_source"] == "tf"
+    sim_cal = {s.name: s for s in graph.nodes_for("sim")}["calibration_node"].parameters
+    assert sim_cal["save_to_calibration_file"] is False             # the packaged sim camera is never overwritten
+    assert "camera_mount_frame" not in sim_cal                      # sim: base -> optical, no driver
+    with pytest.raises(ConfigError, match="calibration_source"):
+        graph.check_args("real", {"calibration": str(repo_root / "calibration/sim_camera.yaml"),
+                                  "calibration_source": "camera"})
     real = graph.nodes_for("real", {"image_topic": "/cam/color/image_raw"})
     assert "sim_world_node" not in {s.name for s in real}
     projector = next(s for s in real if s.name == "projector_node")

@@ -18,7 +18,10 @@ CALIBRATION = "calibration/sim_camera.yaml"
 @pytest.fixture
 def projector(ros_env, tmp_path, repo_root):
     proc = NodeProcess("projector_node", ros_env, tmp_path / "projector.log",
-                       ros_args=["-p", f"calibration_file:={repo_root / CALIBRATION}", "-p", "max_stamp_age_s:=5.0"])
+                       ros_args=["-p", f"calibration_file:={repo_root / CALIBRATION}", "-p", "max_stamp_age_s:=5.0",
+                                 # the tests stream a 144x96 camera_info against the 720x480 calibration
+                                 # (same aspect): allowed only when rescaling is asked for (match_stream)
+                                 "-p", "rescale_to_stream:=true"])
     client = RosClient(ros_env)
     yield proc, client
     client.close()

@@ -1,7 +1,10 @@
 """``kinema4d-ros bringup sim|real|replay``: start the node graph of graph.py as separate processes.
 
-Every process gets ``safe_ros_env`` (loopback-only discovery, one fresh ROS_DOMAIN_ID per
-bring-up, logs under the run's log folder). The runner waits until every node is up, prints
+Environment (ros_env's two rules, printed at start): ``sim`` and ``replay`` (and ``real
+--loopback``) give every process ``loopback_env`` (loopback-only discovery, the packaged Fast DDS
+profile, one fresh ROS_DOMAIN_ID in 1..101 per bring-up unless ``--domain-id``); ``real`` gives
+them ``user_env``: the user's ROS_DOMAIN_ID, discovery range, RMW and DDS profile, so the nodes
+join the lab's graph. Logs go under the run's log folder. The runner waits until every node is up, prints
 what it started, and stops everything cleanly on Ctrl-C, SIGTERM or SIGHUP (SIGINT to all, then
 SIGTERM/SIGKILL after a timeout), at any stage: every wait checks for the interrupt and for a
 node that exited, so neither leaves the runner waiting out ``--timeout``.
@@ -27,7 +30,7 @@ from pathlib import Path
 from kinema4d_core.errors import ConfigError, Kinema4DError
 from kinema4d_core.procs import die_with_parent
 from kinema4d_ros import graph
-from kinema4d_ros.ros_env import pick_domain_id, safe_ros_env
+from kinema4d_ros.ros_env import apply_env, describe_env, loopback_env, user_env
 
 STOP_TIMEOUT_S = 10.0
 #: Signals that stop the bring-up (the nodes run in their own sessions, so they get them from us).
@@ -110,12 +113,7 @@ class Client:
     """An rclpy node of the runner on the bring-up's domain (spun in a thread)."""
 
     def __init__(self, env: dict[str, str]):
-        import os
-
-        for key in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY", "RMW_IMPLEMENTATION",
-                    "FASTDDS_DEFAULT_PROFILES_FILE", "ROS_LOG_DIR", "ROS_DOMAIN_ID"):
-            if key in env:
-                os.environ[key] = env[key]
+        apply_env(env)
         import rclpy
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
@@ -124,7 +122,7 @@ class Client:
         from kinema4d_ros import qos
 
         self.context = Context()
-        rclpy.init(context=self.context, domain_id=int(env["ROS_DOMAIN_ID"]))
+        rclpy.init(context=self.context, domain_id=int(env.get("ROS_DOMAIN_ID") or 0))
         self.node = rclpy.create_node("kinema4d_bringup", context=self.context)
         self.done: list[dict] = []
         self.status: dict = {}
@@ -227,18 +225,29 @@ def run_sim_once(client: Client, g: Graph, timeout: float) -> int:
     return 0
 
 
-def bringup(mode: str, args: dict[str, str], *, keep_running: bool, timeout: float, domain_id: int | None,
+def bringup_env(mode: str, args: dict[str, str], log_dir: Path | None = None,
+                base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of every process of a bring-up (ros_env rule 1 or 2, see module docstring)."""
+    domain = graph.domain_arg(mode, args)
+    ros_log = None if log_dir is None else str(log_dir / "ros")
+    if graph.uses_loopback(mode, args):
+        return loopback_env(domain_id=domain, base=base, log_dir=ros_log)
+    return user_env(domain_id=domain, base=base, log_dir=ros_log)
+
+
+def bringup(mode: str, args: dict[str, str], *, keep_running: bool, timeout: float,
             log_dir: Path | None) -> int:
     graph.check_args(mode, args)
     specs = graph.nodes_for(mode, args)
-    domain = domain_id if domain_id is not None else pick_domain_id()
     log_dir = Path(log_dir or tempfile.mkdtemp(prefix=f"kinema4d-{mode}-"))
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = safe_ros_env(domain_id=domain, log_dir=str(log_dir / "ros"))
-    _log(f"mode {mode}: ROS_DOMAIN_ID={domain}, discovery on loopback only, logs in {log_dir}")
+    env = bringup_env(mode, args, log_dir)
+    rule = "loopback only, private domain" if graph.uses_loopback(mode, args) else "the user's ROS environment"
+    _log(f"mode {mode}: {describe_env(env)} ({rule}); logs in {log_dir}")
     if graph.resolve_args(mode, args)["rviz"].lower() == "true":
+        rviz_env = " ".join(f"{k}={env[k]}" for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE") if env.get(k))
         _log("rviz: not started by the runner (RViz2 is not installable from PyPI); on a ROS 2 install run "
-             f"`rviz2 -d {graph.rviz_config()}` with ROS_DOMAIN_ID={domain} ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST")
+             f"`rviz2 -d {graph.rviz_config()}` with {rviz_env or 'your ROS environment'}")
     g = Graph(specs, env, log_dir)
     # Ctrl-C, SIGTERM (kill, docker stop) and SIGHUP (terminal closed) all stop the nodes first:
     # they run in their own sessions, so without this they would outlive the runner.
@@ -283,12 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
     for arg in graph.ARGUMENTS:
         if arg.name in ("output_root",):
             continue
+        if arg.name == "loopback":      # a switch: `bringup real --loopback`
+            p.add_argument("--loopback", dest="loopback", action="store_const", const="true", default=None,
+                           help=f"{arg.description} [{', '.join(arg.modes)}]")
+            continue
         p.add_argument(f"--{arg.name.replace('_', '-')}", dest=arg.name, default=None,
                        help=f"{arg.description} [{', '.join(arg.modes)}]")
     p.add_argument("--run-dir", dest="output_root", default=None, help="folder for run folders (default runs/)")
     p.add_argument("--keep-running", action="store_true", help="sim: keep the graph up instead of one episode")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each stage (default 120)")
-    p.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: a fresh random one)")
     p.add_argument("--log-dir", type=Path, default=None, help="node logs (default: a new temp folder)")
     return parser
 
@@ -300,8 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     if ns.output_root is not None:
         args["output_root"] = ns.output_root
     try:
-        return bringup(ns.mode, args, keep_running=ns.keep_running, timeout=ns.timeout, domain_id=ns.domain_id,
-                       log_dir=ns.log_dir)
+        return bringup(ns.mode, args, keep_running=ns.keep_running, timeout=ns.timeout, log_dir=ns.log_dir)
     except Kinema4DError as exc:
         print(f"kinema4d-ros: {exc}", file=sys.stderr)
         return 2

@@ -1,9 +1,20 @@
 """Conversions between ROS 2 messages and numpy / kinema4d_core types (no cv_bridge, no sensor_msgs_py).
 
-Images: ``image_to_numpy`` views ``msg.data`` without copying (np.frombuffer) and honours the
-row stride ``step``; ``numpy_to_image`` assigns ``arr.tobytes()`` (assigning a numpy array to
-``msg.data`` costs 100-200 ms per 480x720 frame). Supported encodings: 32FC3 (pointmap, metres),
-32FC1 (depth, metres), mono8 (masks), rgb8, bgr8.
+Images: decoding is ``kinema4d_core.images`` (the one implementation, shared with bag replay).
+``image_to_numpy`` views ``msg.data`` without copying (np.frombuffer) when rows are packed and
+honours the row stride ``step`` and ``is_bigendian``; ``image_to_rgb`` gives (H, W, 3) uint8 RGB
+from a raw Image (rgb8, bgr8, rgba8, bgra8, mono8) or a CompressedImage (jpeg / png,
+image_transport ``compressed``); ``image_to_depth`` gives (H, W) float32 metres (NaN = no
+measurement) from 16UC1 millimetres, 32FC1 metres or compressedDepth png. ``numpy_to_image``
+assigns ``arr.tobytes()`` (assigning a numpy array to ``msg.data`` costs 100-200 ms per 480x720
+frame). Writable encodings: 32FC3 (pointmap, metres), 32FC1 (depth, metres), 16UC1 (depth, mm),
+mono8 (masks), rgb8, bgr8, rgba8, bgra8.
+
+Camera streams: ``image_subscription_topic`` names the topic and type for an image_transport
+transport ("raw" -> ``<topic>``, "compressed" -> ``<topic>/compressed``, "compressedDepth" ->
+``<topic>/compressedDepth``; the base topic is resolved first, so remapping it remaps all);
+``stream_camera`` is the CameraInfo -> CameraModel rule every node follows (size checked with
+``kinema4d_core.camera.match_stream``; intrinsics from the CameraInfo).
 
 Point clouds: ``points_to_cloud`` builds sensor_msgs/PointCloud2 with float32 x y z and,
 optionally, a packed ``rgb`` float32 field (0x00RRGGBB bits, the PCL/RViz convention).
@@ -26,22 +37,20 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import TransformStamped
-from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, JointState, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from kinema4d_core import images as _images
 from kinema4d_core.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from kinema4d_core.camera import CameraModel
 
-# encoding -> (dtype, channels)
-ENCODINGS: dict[str, tuple[np.dtype, int]] = {
-    "32FC3": (np.dtype(np.float32), 3),
-    "32FC1": (np.dtype(np.float32), 1),
-    "mono8": (np.dtype(np.uint8), 1),
-    "rgb8": (np.dtype(np.uint8), 3),
-    "bgr8": (np.dtype(np.uint8), 3),
-}
+# encoding -> (dtype, channels): every raw encoding the nodes read and write
+ENCODINGS: dict[str, tuple[np.dtype, int]] = _images.RAW_ENCODINGS
+#: image_transport transports a node can subscribe with: colour images / depth images
+IMAGE_TRANSPORTS = ("raw", "compressed")
+DEPTH_TRANSPORTS = ("raw", "compressedDepth")
 _HOST_BIG_ENDIAN = sys.byteorder == "big"
 
 
@@ -62,43 +71,67 @@ def seconds_to_stamp(seconds: float) -> Time:
 
 
 def image_to_numpy(msg: Image, field: str = "image") -> np.ndarray:
-    """View an Image as (H, W, C) or (H, W) numpy array (read-only, no copy when rows are packed).
+    """View a raw Image as (H, W, C) or (H, W) numpy array of its encoding's dtype, in host byte
+    order (read-only, no copy when rows are packed and the byte order is the host's).
 
-    Raises InputError for unsupported encodings, foreign byte order, or a data size that does
-    not match height * step.
+    Raises InputError for unsupported encodings (naming the supported list), an empty size, or a
+    data size that does not match height * step.
     """
-    enc = ENCODINGS.get(msg.encoding)
-    if enc is None:
-        raise InputError(f"unsupported encoding '{msg.encoding}'", field=f"{field}.encoding",
-                         fix=f"publish one of {sorted(ENCODINGS)}")
-    dtype, channels = enc
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if h <= 0 or w <= 0:
-        raise InputError(f"empty image {h}x{w}", field=f"{field}.height/width", fix="publish a non-empty image")
-    row_bytes = w * channels * dtype.itemsize
-    if step < row_bytes:
-        raise InputError(f"step {step} is smaller than width*channels*bytes = {row_bytes}", field=f"{field}.step",
-                         fix="set step to the row length in bytes")
-    if dtype.itemsize > 1 and bool(msg.is_bigendian) != _HOST_BIG_ENDIAN:
-        raise InputError("byte order differs from this machine's", field=f"{field}.is_bigendian",
-                         fix="publish in host byte order")
-    buf = np.frombuffer(msg.data, dtype=np.uint8)
-    if buf.size != h * step:
-        raise InputError(f"data has {buf.size} bytes, expected height*step = {h * step}", field=f"{field}.data",
-                         fix="make data exactly height*step bytes")
-    rows = buf.reshape(h, step)[:, :row_bytes]
-    arr = np.ascontiguousarray(rows).view(dtype) if step != row_bytes else rows.view(dtype)
-    shape = (h, w, channels) if channels > 1 else (h, w)
-    return arr.reshape(shape)
+    return _images.raw_pixels(msg, field)
 
 
-def image_to_rgb(msg: Image, field: str = "image") -> np.ndarray:
-    """rgb8 or bgr8 Image -> (H, W, 3) uint8 RGB. Other encodings raise InputError."""
-    if msg.encoding not in ("rgb8", "bgr8"):
-        raise InputError(f"encoding '{msg.encoding}' is not a colour image", field=f"{field}.encoding",
-                         fix="publish rgb8 or bgr8")
-    arr = image_to_numpy(msg, field)
-    return np.ascontiguousarray(arr[..., ::-1]) if msg.encoding == "bgr8" else arr
+def image_to_rgb(msg: Image | CompressedImage, field: str = "image") -> np.ndarray:
+    """Colour Image (rgb8, bgr8, rgba8, bgra8, mono8) or CompressedImage (jpeg / png) -> (H, W, 3) uint8 RGB.
+
+    Other encodings raise InputError naming the encoding and the supported ones.
+    """
+    return _images.decode_colour(msg, field)
+
+
+def image_to_depth(msg: Image | CompressedImage, field: str = "depth") -> np.ndarray:
+    """Depth Image (16UC1 millimetres, 32FC1 metres) or compressedDepth png -> (H, W) float32 metres,
+    NaN where there is no measurement (0 on the wire)."""
+    return _images.decode_depth(msg, field)
+
+
+def numpy_to_compressed(rgb: np.ndarray, codec: str = "jpeg", frame_id: str = "", stamp: Time | None = None,
+                        *, quality: int = 95) -> CompressedImage:
+    """(H, W, 3) uint8 RGB -> CompressedImage as image_transport's ``compressed`` plugin publishes it
+    (format "rgb8; jpeg compressed bgr8" or "rgb8; png compressed bgr8")."""
+    fmt, data = _images.encode_compressed(rgb, codec, quality=quality)
+    msg = CompressedImage(header=make_header(frame_id, stamp), format=fmt)
+    msg.data = data
+    return msg
+
+
+def image_subscription_topic(node, topic: str, transport: str) -> tuple[str, type]:
+    """(topic name, message type) to subscribe ``topic`` with an image_transport ``transport``.
+
+    "raw": ``topic`` as sensor_msgs/Image; "compressed" / "compressedDepth": the resolved (remapped)
+    base topic + ``/compressed`` / ``/compressedDepth`` as sensor_msgs/CompressedImage.
+    """
+    if transport == "raw":
+        return topic, Image
+    if transport not in ("compressed", "compressedDepth"):
+        raise InputError(f"unknown image transport '{transport}'", field="image_transport",
+                         fix="use raw, compressed (colour) or compressedDepth (depth)")
+    return f"{node.resolve_topic_name(topic)}/{transport}", CompressedImage
+
+
+def stream_camera(calibration: "CameraModel", info: CameraInfo, *, rescale: bool = False,
+                  source: str = "camera/camera_info") -> "CameraModel":
+    """The camera a node uses for a stream described by ``info``: the one rule of every node.
+
+    The stream's size is checked against the calibration with ``kinema4d_core.camera.match_stream``
+    (a different size raises ConfigError naming both sizes and the fix, unless ``rescale``; the
+    aspect ratio must agree); the intrinsics (K, D, R, P) and the optical frame id come from
+    ``info``, the extrinsics T_base_camera from the calibration.
+    """
+    from kinema4d_core.camera import match_stream
+
+    match_stream(calibration, int(info.width), int(info.height), rescale=rescale, source=source)
+    return camera_info_to_model(info, calibration.T_base_camera, parent_frame=calibration.parent_frame,
+                                camera_name=calibration.camera_name)
 
 
 def _image_array(arr: np.ndarray, encoding: str) -> tuple[np.ndarray, np.dtype, int]:

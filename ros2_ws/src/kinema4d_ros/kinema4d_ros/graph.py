@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from kinema4d_core.errors import ConfigError
 from kinema4d_core.registry import backend_names, backend_spec, node_parameters, options_from_params
@@ -23,7 +23,7 @@ from kinema4d_core.registry import backend_names, backend_spec, node_parameters,
 MODES = ("sim", "real", "replay")
 PACKAGE = "kinema4d_ros"
 #: backend options (kinema4d_core.registry) passed through to the inference node as parameters
-BACKEND_PARAMS = ("base_path", "checkpoint_path", "variant", "device", "dtype")
+BACKEND_PARAMS = ("base_path", "checkpoint_path", "variant", "device", "dtype", "offload", "timestep_grid")
 
 
 def _backend_param_help(name: str) -> str:
@@ -47,6 +47,20 @@ ARGUMENTS: tuple[Argument, ...] = (
     Argument("output_root", "runs", "Folder receiving one run folder per simulation."),
     Argument("use_sim_time", "false", "Use /clock (true for replay; optional for sim)."),
     Argument("rviz", "false", "Start RViz2 with config/kinema4d.rviz (launch files only)."),
+    Argument("domain_id", "", "ROS_DOMAIN_ID (empty: sim/replay and real with loopback a fresh random id in "
+             "1..101; real: the user's ROS_DOMAIN_ID)."),
+    Argument("loopback", "false", "Real: keep discovery on loopback with a private domain (sim and replay "
+             "always do); false joins the user's ROS graph with their ROS_DOMAIN_ID, discovery range, "
+             "RMW and DDS profile.", ("real",)),
+    Argument("publish_robot_state", "true", "Start robot_state_node (robot TF + robot_description); default "
+             "false in real, where the robot's own robot_state_publisher owns those frames.", ),
+    Argument("camera_mount_frame", "camera_link", "Frame the calibrated camera pose is published to (base -> "
+             "this), the root of the camera driver's TF, e.g. camera_link; empty: base -> optical frame.",
+             ("real",)),
+    Argument("camera_mount_source", "tf", "Mount -> optical transform: tf (the camera driver's, looked up) or "
+             "file (extrinsics.T_mount_optical of the calibration, published by us).", ("real",)),
+    Argument("calibration_source", "file", "Camera pose for projector and inference: file (calibration) or tf "
+             "(look up base frame -> optical frame).", ("real",)),
     Argument("task", "push", "Scripted sim task: push | pick_place.", ("sim",)),
     Argument("seed", "2", "Seed of the first sim episode (push: 2 succeeds, 0 fails).", ("sim",)),
     Argument("bag", "", "rosbag2 folder or .mcap/.db3 file to replay.", ("replay",)),
@@ -56,7 +70,23 @@ ARGUMENTS: tuple[Argument, ...] = (
     Argument("image_topic", "camera/image_raw", "Camera RGB topic (real).", ("real",)),
     Argument("depth_topic", "camera/depth/image_raw", "Camera depth topic (real; optional).", ("real",)),
     Argument("camera_info_topic", "camera/camera_info", "CameraInfo topic (real).", ("real",)),
+    Argument("gripper_joint_states_topic", "", "Second JointState topic merged by name, e.g. "
+             "/franka_gripper/joint_states (real; empty: none).", ("real",)),
+    Argument("joint_name_prefix", "", "Driver joint-name prefix: 'fr3_' strips it, 'fr3_:panda_' replaces it "
+             "(real).", ("real",)),
+    Argument("joint_name_map", "", "Driver joint name -> config name, 'driver:config' pairs, comma-separated "
+             "(real).", ("real",)),
+    Argument("fixed_joint_values", "", "'joint:value' pairs for joints no topic publishes, e.g. "
+             "panda_finger_joint1:0.04 (real).", ("real",)),
+    Argument("image_transport", "raw", "Camera image transport (real): raw | compressed (<image_topic>/compressed, "
+             "jpeg/png).", ("real",)),
+    Argument("depth_transport", "raw", "Depth transport (real): raw (16UC1 mm / 32FC1 m) | compressedDepth.",
+             ("real",)),
+    Argument("rescale_to_stream", "false", "Accept a camera stream of another size than the calibration by "
+             "rescaling its intrinsics (real; same aspect ratio); false: refuse it.", ("real",)),
 )
+#: node parameters of the joint inputs (kinema4d_ros.joint_input) set from real-mode arguments
+JOINT_INPUT_ARGS = ("joint_name_prefix", "joint_name_map", "fixed_joint_values")
 ARGUMENT_NAMES = tuple(a.name for a in ARGUMENTS)
 
 
@@ -84,6 +114,8 @@ class NodeSpec:
 
 
 def _param_text(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_param_text(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -123,7 +155,41 @@ def defaults(mode: str) -> dict[str, str]:
         out["calibration"] = str(repo_root() / "calibration" / "sim_camera.yaml")
     if mode == "replay":
         out["use_sim_time"] = "true"
+    if mode == "real":
+        out["publish_robot_state"] = "false"
     return out
+
+
+def packaged_calibration(path: str) -> bool:
+    """True for a calibration file shipped in the repository's calibration/ folder (never overwritten
+    by calibration/save: the user did not name it as theirs)."""
+    try:
+        Path(path).resolve().relative_to((repo_root() / "calibration").resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def uses_loopback(mode: str, args: Mapping[str, str] | None = None) -> bool:
+    """Environment rule of a bring-up (see ros_env): loopback for sim / replay and ``real`` with
+    ``loopback:=true``; the user's environment for ``real``."""
+    a = resolve_args(mode, args)
+    return mode != "real" or _bool(a.get("loopback", "false"), "loopback")
+
+
+def domain_arg(mode: str, args: Mapping[str, str] | None = None) -> int | None:
+    """The ``domain_id`` argument as int (None when empty); ConfigError naming it when invalid."""
+    text = resolve_args(mode, args).get("domain_id", "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 232:
+        raise ConfigError(f"domain_id '{text}' is not a ROS domain id", field="domain_id",
+                          fix="use an integer in 1..101 (0..232 is valid ROS, above 101 risks port clashes)")
+    return value
 
 
 def check_mode(mode: str) -> None:
@@ -164,7 +230,14 @@ def nodes_for(mode: str, args: Mapping[str, str] | None = None) -> list[NodeSpec
             ("joint_states", a["joint_states_topic"]), ("camera/image_raw", a["image_topic"]),
             ("camera/depth/image_raw", a["depth_topic"]), ("camera/camera_info", a["camera_info_topic"]))
             if src != dst)
-    inference = {**common, **robot_cal, "backend": a["backend"], "output_root": a["output_root"]}
+    joint_input: dict = {}
+    if mode == "real":
+        joint_input = {k: a[k] for k in JOINT_INPUT_ARGS if a[k]}
+        if a["gripper_joint_states_topic"]:
+            joint_input["joint_state_topics"] = ["joint_states", a["gripper_joint_states_topic"]]
+    camera_pose = {"calibration_source": a["calibration_source"]} if mode == "real" else {}
+    inference = {**common, **robot_cal, **joint_input, **camera_pose, "backend": a["backend"],
+                 "output_root": a["output_root"]}
     for key in BACKEND_PARAMS:
         if a[key]:
             inference[key] = a[key]
@@ -175,16 +248,28 @@ def nodes_for(mode: str, args: Mapping[str, str] | None = None) -> list[NodeSpec
     if mode == "replay":
         nodes.append(NodeSpec("bag_player_node", "bag_player_node", str(cfg / "bag_player.yaml"),
                               {"bag_path": a["bag"], "rate": float(a["rate"]), "loop": _bool(a["loop"], "loop")}))
-    calibration_params = {**common, **robot_cal}
+    stream: dict[str, Any] = {}
+    if mode == "real":
+        stream = {"image_transport": a["image_transport"],
+                  "rescale_to_stream": _bool(a["rescale_to_stream"], "rescale_to_stream")}
+        inference.update(stream, depth_transport=a["depth_transport"])
+    calibration_params = {**common, **robot_cal, **joint_input, **stream,
+                          "save_to_calibration_file": not packaged_calibration(a["calibration"])}
+    if mode == "real":
+        calibration_params.update(camera_mount_frame=a["camera_mount_frame"],
+                                  camera_mount_source=a["camera_mount_source"])
     if mode == "sim":
         calibration_params["overlay_period_s"] = 0.0    # the sim has exact extrinsics; save CPU
     nodes += [
         NodeSpec("calibration_node", "calibration_node", str(cfg / "calibration.yaml"), calibration_params, remaps),
-        NodeSpec("projector_node", "projector_node", str(cfg / "projector.yaml"), {**common, **robot_cal}, remaps),
+        NodeSpec("projector_node", "projector_node", str(cfg / "projector.yaml"),
+                 {**common, **robot_cal, **joint_input, **camera_pose,
+                  **{k: v for k, v in stream.items() if k == "rescale_to_stream"}}, remaps),
         NodeSpec("inference_node", "inference_node", str(cfg / "inference.yaml"), inference, remaps),
-        NodeSpec("robot_state_node", "robot_state_node", str(cfg / "robot_state.yaml"),
-                 {**common, "robot": a["robot"]}, remaps),
     ]
+    if _bool(a["publish_robot_state"], "publish_robot_state"):
+        nodes.append(NodeSpec("robot_state_node", "robot_state_node", str(cfg / "robot_state.yaml"),
+                              {**common, "robot": a["robot"]}, remaps))
     return nodes
 
 
@@ -195,6 +280,13 @@ def rviz_config() -> Path:
 def check_args(mode: str, args: Mapping[str, str]) -> None:
     """Fail early, naming the argument, when a required file is missing."""
     a = resolve_args(mode, args)
+    domain_arg(mode, a)
+    uses_loopback(mode, a)
+    _bool(a["publish_robot_state"], "publish_robot_state")
+    for name, choices in (("camera_mount_source", ("tf", "file")), ("calibration_source", ("file", "tf"))):
+        if name in a and a[name] not in choices:
+            raise ConfigError(f"{name} '{a[name]}' is not one of {list(choices)}", field=name,
+                              fix=f"use {' or '.join(choices)}")
     if not a["calibration"]:
         raise ConfigError("no calibration file", field="calibration",
                           fix="pass --calibration PATH (a camera calibration yaml)")

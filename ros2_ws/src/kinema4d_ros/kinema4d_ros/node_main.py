@@ -1,7 +1,10 @@
 """Shared ``main()`` plumbing for the kinema4d_ros executables.
 
-``run_node(factory)``: forces loopback-only discovery in this process (keeping the caller's
-ROS_DOMAIN_ID), initializes rclpy with the command line (``--ros-args`` work), builds the node,
+``run_node(factory)``: prints the ROS environment in use (domain, discovery range, RMW, DDS
+profile; ``ros_env.describe_env``) and keeps it as given: the process that starts a node decides
+its network (the bring-up runner and the sim/replay launch files pass the loopback environment,
+``bringup real`` and the real launch file the user's; see ros_env). It initializes rclpy with the
+command line (``--ros-args`` work), builds the node,
 spins it, and shuts down cleanly on Ctrl-C / SIGTERM (rclpy's own handlers, installed by
 ``rclpy.init``: unlike a Python-level handler they also wake an executor blocked in its wait set,
 so a node with no timers stops at once). A Kinema4DError while building the node
@@ -10,31 +13,29 @@ so a node with no timers stops at once). A Kinema4DError while building the node
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Callable
 
-from kinema4d_ros.ros_env import LOOPBACK_ENV, fastdds_profile_path
-
-
-def enforce_loopback_env() -> None:
-    """Loopback-only discovery for this process; the domain id stays whatever the caller set."""
-    os.environ.update(LOOPBACK_ENV)
-    profile = fastdds_profile_path()
-    if profile and not os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
-        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = profile
+from kinema4d_ros.ros_env import describe_env
 
 
 def run_node(factory: Callable[[], "object"], *, multithreaded: bool = False, threads: int = 4,
              argv: list[str] | None = None) -> int:
     """Create the node with ``factory()`` and spin until shutdown; returns the exit code."""
-    enforce_loopback_env()
+    name = getattr(factory, "__name__", "node")
+    print(f"[{name}] {describe_env()}", file=sys.stderr, flush=True)
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 
     from kinema4d_core.errors import Kinema4DError
 
-    rclpy.init(args=sys.argv if argv is None else argv)   # SIGINT + SIGTERM -> shutdown (rclpy default)
+    try:
+        rclpy.init(args=sys.argv if argv is None else argv)   # SIGINT + SIGTERM -> shutdown (rclpy default)
+    except Exception as exc:  # noqa: BLE001 - e.g. an RMW_IMPLEMENTATION that is not installed
+        print(f"[{name}] error: rclpy.init failed ({type(exc).__name__}: {exc}) with {describe_env()}; "
+              "fix: check RMW_IMPLEMENTATION (rmw_fastrtps_cpp is installed), ROS_DOMAIN_ID and the DDS "
+              "profile file", file=sys.stderr, flush=True)
+        return 2
     node = None
     code = 0
     try:

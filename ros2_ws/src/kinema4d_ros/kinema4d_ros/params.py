@@ -32,12 +32,14 @@ class ParamSpec:
     choices: tuple[str, ...] | None = None
     read_only: bool = False
     check: Callable[[Any], str | None] | None = None
+    dynamic: bool = False       # value may be a string or a string list (dynamic typing)
 
     def descriptor(self) -> ParameterDescriptor:
         text = self.description
         if self.choices:
             text += f" One of: {', '.join(self.choices)}."
-        d = ParameterDescriptor(name=self.name, description=text, read_only=self.read_only)
+        d = ParameterDescriptor(name=self.name, description=text, read_only=self.read_only,
+                                dynamic_typing=self.dynamic)
         if self.min is not None and self.max is not None:
             if isinstance(self.default, bool):
                 pass
@@ -79,7 +81,8 @@ def declare_params(node: Node, specs: Sequence[ParamSpec],
             spec = by_name.get(p.name)
             if spec is None:
                 continue
-            if spec.default is not None and p.type_ != Parameter.Type.from_parameter_value(spec.default) \
+            if spec.default is not None and not spec.dynamic \
+                    and p.type_ != Parameter.Type.from_parameter_value(spec.default) \
                     and not (isinstance(spec.default, float) and p.type_ == Parameter.Type.INTEGER):
                 return SetParametersResult(successful=False, reason=f"{p.name}: expected {type(spec.default).__name__}")
             value = float(p.value) if isinstance(spec.default, float) else p.value
@@ -99,6 +102,66 @@ def declare_params(node: Node, specs: Sequence[ParamSpec],
     return values
 
 
+def _config_error(fn: Callable[[Any], Any]) -> Callable[[Any], str | None]:
+    """A check that runs ``fn(value)`` and returns its Kinema4DError text (None when it passes)."""
+    def check(value: Any) -> str | None:
+        from kinema4d_core.errors import Kinema4DError
+
+        try:
+            fn(value)
+        except Kinema4DError as exc:
+            return str(exc)
+        return None
+    return check
+
+
+def _check_topics(value: Any) -> str | None:
+    topics = [value] if isinstance(value, str) else list(value or [])
+    if not topics or not all(isinstance(t, str) and t.strip() for t in topics):
+        return "joint_state_topics must list at least one topic name, e.g. [joint_states, franka_gripper/joint_states]"
+    if len(set(topics)) != len(topics):
+        return f"joint_state_topics lists a topic twice: {topics}"
+    return None
+
+
+def _parse_fixed(value: Any) -> dict:
+    from kinema4d_core.joint_merge import P_FIXED, parse_pairs
+
+    return parse_pairs(value, P_FIXED, numeric=True)
+
+
+def _parse_naming(value: Any) -> Any:
+    from kinema4d_core.joint_merge import JointNaming
+
+    return JointNaming.from_params(value, "")
+
+
+#: Joint state inputs (kinema4d_ros.joint_input), shared by every node that takes joint states.
+JOINT_INPUT_PARAMS = (
+    ParamSpec("joint_state_topics", ["joint_states"], "sensor_msgs/JointState topics merged by joint name and "
+              "stamp, e.g. [joint_states, franka_gripper/joint_states] (arm and gripper on their own topics). "
+              "Read at start.", read_only=True, check=_check_topics),
+    ParamSpec("joint_name_map", "", "Driver joint name -> robot config joint name, 'driver:config' pairs "
+              "(comma-separated string or list), e.g. 'fr3_finger_joint1:panda_finger_joint1'. Tried before "
+              "joint_name_prefix.", dynamic=True, check=_config_error(_parse_naming)),
+    ParamSpec("joint_name_prefix", "", "Prefix of the driver's joint names: 'fr3_' strips it, 'fr3_:panda_' "
+              "replaces it (fr3_joint1 -> panda_joint1)."),
+    ParamSpec("fixed_joint_values", "", "Values for robot joints no topic publishes (e.g. a gripper), "
+              "'joint:value' pairs in radians / metres, e.g. 'panda_finger_joint1:0.04'. A published value "
+              "wins.", dynamic=True, check=_config_error(_parse_fixed)),
+)
+
+#: Stamp ordering of inputs (kinema4d_core.stamps.StampGuard).
+STAMP_PARAMS = (
+    ParamSpec("stamp_reset_jump_s", 5.0, "A stamp this many seconds older than the newest accepted one (a bag "
+              "loop, a clock jump back) restarts the input's stamp order (logged once) instead of being dropped.",
+              min=0.001, max=1e6),
+    ParamSpec("clock_skew_tolerance_s", 0.5, "How far (s) a sender's clock may run ahead of this node's: inputs "
+              "stamped further in the future are dropped without blocking later ones; also added to "
+              "max_stamp_age_s.", min=0.0, max=3600.0),
+)
+
+
 def optional_calibration(path: str, robot=None):
     """The CameraModel of a ``calibration_file`` parameter, or None when it is empty (not set).
 
@@ -114,3 +177,21 @@ def optional_calibration(path: str, robot=None):
     if robot is not None:
         check_camera_frame(camera, robot, source=path)
     return camera
+
+
+# ---- camera stream parameters: the same declaration (name, description, check) in every node
+#: how camera/image_raw is subscribed (image_transport conventions); read at start
+IMAGE_TRANSPORT = ParamSpec(
+    "image_transport", "raw", "Transport of camera/image_raw: raw (sensor_msgs/Image rgb8, bgr8, rgba8, bgra8, "
+    "mono8) or compressed (sensor_msgs/CompressedImage jpeg/png on <remapped camera/image_raw>/compressed, as "
+    "image_transport publishes it). Read at start.", choices=("raw", "compressed"), read_only=True)
+#: how camera/depth/image_raw is subscribed; read at start
+DEPTH_TRANSPORT = ParamSpec(
+    "depth_transport", "raw", "Transport of camera/depth/image_raw: raw (sensor_msgs/Image 16UC1 millimetres or "
+    "32FC1 metres) or compressedDepth (png, on <remapped topic>/compressedDepth). Read at start.",
+    choices=("raw", "compressedDepth"), read_only=True)
+#: the one size rule (kinema4d_core.camera.match_stream): refuse, or rescale the calibration on request
+RESCALE_TO_STREAM = ParamSpec(
+    "rescale_to_stream", False, "A camera_info or image whose size differs from the calibration is refused "
+    "(false) or accepted with the calibration's intrinsics rescaled to it (true; the aspect ratio must agree "
+    "within 1%; images are never stretched).")

@@ -3,9 +3,10 @@
 | kind | name | type | QoS |
 |---|---|---|---|
 | action | `kinema4d/simulate` | kinema4d_interfaces/action/Simulate | action defaults |
-| sub | `camera/image_raw` | sensor_msgs/Image rgb8 / bgr8 (first frame) | sensor data |
-| sub | `camera/depth/image_raw` | sensor_msgs/Image 32FC1 metres (optional first depth) | sensor data |
-| sub | `joint_states` | sensor_msgs/JointState (recorded between record/start and record/stop) | sensor data |
+| sub | `camera/image_raw` | sensor_msgs/Image rgb8 / bgr8 / rgba8 / bgra8 / mono8 (first frame); with image_transport=compressed: `camera/image_raw/compressed` sensor_msgs/CompressedImage jpeg / png | sensor data |
+| sub | `camera/depth/image_raw` | sensor_msgs/Image 16UC1 millimetres or 32FC1 metres (optional first depth); with depth_transport=compressedDepth: `.../compressedDepth` png | sensor data |
+| sub | `camera/camera_info` | sensor_msgs/CameraInfo: intrinsics of the stream (with use_camera_info) | sensor data |
+| sub | `joint_states` (each of `joint_state_topics`) | sensor_msgs/JointState, merged by name and stamp (kinema4d_ros.joint_input), recorded between record/start and record/stop | sensor data |
 | srv | `kinema4d/record/start` | std_srvs/Trigger: start collecting joint states (+ the current camera frame) | |
 | srv | `kinema4d/record/stop` | std_srvs/Trigger: stop and simulate the recording; message = JSON {run_id, output_dir} | |
 | pub | `kinema4d/prediction/image` | sensor_msgs/Image rgb8, one per generated frame | reliable, keep last 2 |
@@ -17,16 +18,22 @@
 |---|---|---|
 | robot | panda | robot config name or yaml path (read-only) |
 | calibration_file | "" | camera calibration yaml (intrinsics + T_base_camera); required to simulate |
+| calibration_source | file | T_base_camera from calibration_file (file) or looked up in TF, base frame -> optical frame (tf; kinema4d_ros.camera_tf) |
 | backend | static-scene | kinema4d, kinema4d-tiny or static-scene (baseline); loaded once at start (read-only) |
 | base_path / checkpoint_path / variant / device / dtype / offload | | backend options ("" = backend default) |
 | output_root | runs | run folders are written to <output_root>/<run-id>/ |
 | n_frames | 49 | frames to generate with static-scene (model backends use their checkpoint's count) |
 | seed / steps / guidance / guidance_mode | 42 / 0 / 5.0 / faithful | defaults for goals that leave them 0 / empty (steps 0: 50 for kinema4d, 2 for kinema4d-tiny) |
 | use_depth | true | pass the latest depth image as first depth |
+| use_camera_info | true | intrinsics / frame id from camera/camera_info (size checked against the calibration) |
+| image_transport / depth_transport | raw / raw | compressed: `<image topic>/compressed`; compressedDepth: `<depth topic>/compressedDepth` (read-only) |
+| rescale_to_stream | false | an image / camera_info of another size than the calibration: refused (false) or the calibration rescaled (true) |
 | publish_prediction | true | publish the generated frames on kinema4d/prediction/* |
 | points_stride | 2 | pixel stride of the published prediction point clouds |
 | write_points | true | also write points/frame_XXX.ply into the run folder |
 | max_record_samples | 20000 | joint states kept per recording (later ones are dropped and counted) |
+| joint_state_topics / joint_name_map / joint_name_prefix / fixed_joint_values | | joint inputs (docs/ros.md) |
+| stamp_reset_jump_s / clock_skew_tolerance_s | 5.0 / 0.5 | stamp order; a reset (bag loop, clock jump) while recording restarts the recording |
 
 Concurrency: one job at a time. Generation runs on an executor thread of a
 MultiThreadedExecutor (action callbacks are reentrant), so feedback, cancel requests, image
@@ -54,20 +61,23 @@ import numpy as np
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
-from sensor_msgs.msg import Image, JointState, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from kinema4d_core.errors import ConfigError, InputError, Kinema4DError
-from kinema4d_core.registry import backend_names, options_from_params
+from kinema4d_core.registry import backend_names, backend_spec, options_from_params
 from kinema4d_core.rollout import frame_points
 from kinema4d_interfaces.action import Simulate
 from kinema4d_ros import qos
-from kinema4d_ros.conversions import (image_to_numpy, image_to_rgb, joint_state_to_vector, numpy_to_image,
-                                      points_to_cloud, stamp_to_seconds)
+from kinema4d_ros.camera_tf import CALIBRATION_SOURCE_PARAMS, CameraPose
+from kinema4d_ros.conversions import (image_subscription_topic, image_to_depth, image_to_rgb, numpy_to_image,
+                                      points_to_cloud, stamp_to_seconds, stream_camera)
 from kinema4d_ros.diagnostics import Health, steady_timer
+from kinema4d_ros.joint_input import JointInput
 from kinema4d_ros.node_main import run_node
-from kinema4d_ros.params import ParamSpec, declare_params, optional_calibration
+from kinema4d_ros.params import (DEPTH_TRANSPORT, IMAGE_TRANSPORT, JOINT_INPUT_PARAMS, RESCALE_TO_STREAM, STAMP_PARAMS,
+                                 ParamSpec, declare_params, optional_calibration)
 
 BACKENDS = backend_names()
 
@@ -75,6 +85,7 @@ PARAMS = (
     ParamSpec("robot", "panda", "Robot config name (urdf/<name>.yaml) or path to a robot yaml.", read_only=True),
     ParamSpec("calibration_file", "", "Camera calibration yaml (intrinsics and T_base_camera).",
               check=lambda p: f"calibration_file '{p}' does not exist" if p and not Path(p).is_file() else None),
+    *CALIBRATION_SOURCE_PARAMS,
     ParamSpec("backend", "static-scene", "Generation backend, loaded once at start.", choices=BACKENDS,
               read_only=True),
     ParamSpec("base_path", "", "Wan2.1 I2V base folder (backend kinema4d).", read_only=True),
@@ -84,6 +95,9 @@ PARAMS = (
     ParamSpec("device", "", "cuda, cuda:N or cpu; empty: backend default.", read_only=True),
     ParamSpec("dtype", "", "bf16 or fp32; empty: backend default.", read_only=True),
     ParamSpec("offload", "", "none, model or group (kinema4d on small GPUs); empty: none.", read_only=True),
+    ParamSpec("timestep_grid", "", "Sampling grid of the model backends: " + " or ".join(
+        backend_spec("kinema4d").option("timestep_grid").choices) + "; empty: backend default (release).",
+              read_only=True),
     ParamSpec("output_root", "runs", "Folder that receives one run folder per job."),
     ParamSpec("n_frames", 49, "Frames generated by static-scene (model backends use the checkpoint's).",
               min=2, max=500),
@@ -92,11 +106,18 @@ PARAMS = (
     ParamSpec("guidance", 5.0, "Default guidance scale for goals with guidance 0.", min=0.0, max=50.0),
     ParamSpec("guidance_mode", "faithful", "Default guidance mode.", choices=("faithful", "single")),
     ParamSpec("use_depth", True, "Use the latest camera/depth/image_raw as first-frame depth."),
+    ParamSpec("use_camera_info", True, "Take intrinsics and the optical frame id from camera/camera_info (its size "
+              "must match the calibration, see rescale_to_stream); false: the calibration file's."),
+    IMAGE_TRANSPORT,
+    DEPTH_TRANSPORT,
+    RESCALE_TO_STREAM,
     ParamSpec("publish_prediction", True, "Publish generated frames on kinema4d/prediction/*."),
     ParamSpec("points_stride", 2, "Pixel stride of the published prediction point clouds.", min=1, max=64),
     ParamSpec("write_points", True, "Write points/frame_XXX.ply into each run folder."),
     ParamSpec("max_record_samples", 20000, "Joint states kept per recording (later ones are dropped).",
               min=2, max=10_000_000),
+    *JOINT_INPUT_PARAMS,
+    *STAMP_PARAMS,
 )
 
 
@@ -112,6 +133,7 @@ class Job:
     first_depth: np.ndarray | None      # (H, W) float32 metres
     frame_id: str
     options: dict = field(default_factory=dict)
+    camera: Any = None                  # the stream's CameraModel (camera_info intrinsics); None: the calibration
 
 
 def new_run_id(source: str) -> str:
@@ -133,17 +155,23 @@ class InferenceNode(Node):
         self._busy: str | None = None          # run id / "goal" while a job runs
         self._image: Image | None = None
         self._depth: Image | None = None
-        self._recording: list[tuple[float, JointState]] | None = None
+        self._stream_camera = None             # CameraModel from the last accepted camera_info
+        self._recording: list[tuple[float, np.ndarray]] | None = None   # (stamp s, q in robot order)
         self._record_image: Image | None = None
         self._threads: list[threading.Thread] = []
         self.backend = self._make_backend()
+        self.pose = CameraPose(self, self.p["calibration_source"])
 
         group = ReentrantCallbackGroup()
-        self.create_subscription(Image, "camera/image_raw", self._on_image, qos.SENSOR_IN, callback_group=group)
-        self.create_subscription(Image, "camera/depth/image_raw", self._on_depth, qos.SENSOR_IN,
+        self._image_topic, image_type = image_subscription_topic(self, "camera/image_raw", self.p["image_transport"])
+        self._depth_topic, depth_type = image_subscription_topic(self, "camera/depth/image_raw",
+                                                                 self.p["depth_transport"])
+        self.create_subscription(image_type, self._image_topic, self._on_image, qos.SENSOR_IN, callback_group=group)
+        self.create_subscription(depth_type, self._depth_topic, self._on_depth, qos.SENSOR_IN, callback_group=group)
+        self.create_subscription(CameraInfo, "camera/camera_info", self._on_camera_info, qos.SENSOR_IN,
                                  callback_group=group)
-        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos.SENSOR_IN,
-                                 callback_group=group)
+        self.joints = JointInput(self, self.robot, self.p, self.health, self._on_joints, callback_group=group,
+                                 on_reset=self._on_stamp_reset)
         self.pub_image = self.create_publisher(Image, "kinema4d/prediction/image", qos.STREAM_OUT)
         self.pub_points = self.create_publisher(PointCloud2, "kinema4d/prediction/points", qos.STREAM_OUT)
         self.pub_done = self.create_publisher(String, "kinema4d/run_done", qos.LATCHED)
@@ -155,15 +183,24 @@ class InferenceNode(Node):
                                    callback_group=group)
         steady_timer(self, 0.5, self._publish_status, callback_group=group)
         self.get_logger().info(f"inference ready: backend={self.backend.name} robot={self.robot.config.name} "
-                               f"output_root={self.p['output_root']}")
+                               f"output_root={self.p['output_root']} images={self._image_topic} "
+                               f"depth={self._depth_topic}")
 
     # ---- set-up -----------------------------------------------------------------------------
     def _on_params(self, changed: dict) -> str | None:
+        err = self.joints.update_params(changed)
+        if err:
+            return err
         if "calibration_file" in changed:
             try:
                 self.camera = optional_calibration(changed["calibration_file"], self.robot)
             except Kinema4DError as exc:
                 return str(exc)
+            self._stream_camera = None          # re-judged against the new calibration at the next camera_info
+        if "calibration_source" in changed:
+            self.pose.source = changed["calibration_source"]
+        if "rescale_to_stream" in changed or changed.get("use_camera_info") is False:
+            self._stream_camera = None
         self.p.update(changed)
         return None
 
@@ -181,10 +218,31 @@ class InferenceNode(Node):
         return backend
 
     # ---- inputs -----------------------------------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
+    def _stream_check_camera(self):
+        """The camera images are checked against: the accepted camera_info's, else the calibration."""
+        return self._stream_camera if self.p["use_camera_info"] and self._stream_camera is not None else self.camera
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self.health.count("camera_info_received")
+        if not self.p["use_camera_info"] or self.camera is None:
+            return
+        try:   # the one rule (conversions.stream_camera -> camera.match_stream), as in every node
+            self._stream_camera = stream_camera(self.camera, msg, rescale=bool(self.p["rescale_to_stream"]),
+                                                source="camera/camera_info")
+        except Kinema4DError as exc:
+            self._stream_camera = None
+            self.health.reject("camera_info", str(exc))
+
+    def _on_image(self, msg) -> None:
         self.health.count("images_received")
         try:
-            image_to_rgb(msg, "camera/image_raw")
+            rgb = image_to_rgb(msg, self._image_topic)
+            camera = self._stream_check_camera()
+            if camera is not None:
+                from kinema4d_core.camera import match_stream
+
+                match_stream(camera, rgb.shape[1], rgb.shape[0], rescale=bool(self.p["rescale_to_stream"]),
+                             source=self._image_topic)
         except Kinema4DError as exc:
             self.health.reject("image", str(exc))
             return
@@ -193,26 +251,32 @@ class InferenceNode(Node):
             if self._recording is not None and self._record_image is None:
                 self._record_image = msg
 
-    def _on_depth(self, msg: Image) -> None:
-        if msg.encoding != "32FC1":
-            self.health.reject("depth", f"camera/depth/image_raw.encoding: '{msg.encoding}' is not 32FC1 metres")
-            return
+    def _on_depth(self, msg) -> None:
+        self.health.count("depth_received")
         try:
-            image_to_numpy(msg, "camera/depth/image_raw")
+            image_to_depth(msg, self._depth_topic)
         except Kinema4DError as exc:
             self.health.reject("depth", str(exc))
             return
         self._depth = msg
 
-    def _on_joint_state(self, msg: JointState) -> None:
+    def _on_joints(self, merged, stamp_msg) -> None:
+        """A complete merged joint state (JointInput) -> the recording, if one runs."""
         with self._lock:
             if self._recording is None:
                 return
             if len(self._recording) >= self.p["max_record_samples"]:
                 self.health.drop("record_full", f"recording holds max_record_samples={self.p['max_record_samples']}")
                 return
-            stamp = stamp_to_seconds(msg.header.stamp) or self.get_clock().now().nanoseconds * 1e-9
-            self._recording.append((stamp, msg))
+            stamp = stamp_to_seconds(stamp_msg) or self.get_clock().now().nanoseconds * 1e-9
+            self._recording.append((stamp, merged.q))
+
+    def _on_stamp_reset(self, reason: str) -> None:
+        """A bag loop / clock jump: samples of the old timeline must not mix with the new one."""
+        with self._lock:
+            if self._recording:
+                self.get_logger().warning(f"recording restarted ({len(self._recording)} samples dropped): {reason}")
+                self._recording = []
 
     # ---- recording --------------------------------------------------------------------------
     def _on_record_start(self, _req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
@@ -253,16 +317,11 @@ class InferenceNode(Node):
         self.get_logger().info(f"record/stop: simulating {len(samples)} joint states as run {run_id}")
         return resp
 
-    def _trajectory_from_samples(self, samples: list[tuple[float, JointState]]):
+    def _trajectory_from_samples(self, samples: list[tuple[float, np.ndarray]]):
         from kinema4d_core.trajectory import JointTrajectory
 
         rows, stamps = [], []
-        for stamp, msg in sorted(samples, key=lambda s: s[0]):
-            try:
-                q = joint_state_to_vector(msg, self.robot.joint_names)
-            except InputError as exc:
-                self.health.reject("recorded_joint_state", str(exc))
-                continue
+        for stamp, q in sorted(samples, key=lambda s: s[0]):
             if stamps and stamp <= stamps[-1]:
                 continue                            # duplicate stamp: keep the first
             rows.append(q)
@@ -365,17 +424,24 @@ class InferenceNode(Node):
             raise ConfigError("no camera calibration", field="inference_node.calibration_file",
                               fix="set the calibration_file parameter to a calibration yaml")
         if image is None:
-            raise InputError("no camera/image_raw frame received yet", field="camera/image_raw",
-                             fix="publish rgb8/bgr8 images on camera/image_raw before simulating")
-        rgb = np.array(image_to_rgb(image, "camera/image_raw"))
+            raise InputError(f"no {self._image_topic} frame received yet", field=self._image_topic,
+                             fix=f"publish camera images on {self._image_topic} before simulating "
+                                 "(image_transport parameter: raw or compressed)")
+        rgb = np.array(image_to_rgb(image, self._image_topic))
         depth = None
         if self.p["use_depth"] and self._depth is not None:
-            d = image_to_numpy(self._depth, "camera/depth/image_raw")
-            depth = np.array(d, dtype=np.float32) if d.shape == rgb.shape[:2] else None
+            d = image_to_depth(self._depth, self._depth_topic)
+            if d.shape == rgb.shape[:2]:
+                depth = d
+            else:
+                self.health.drop("depth_size", f"{self._depth_topic} is {d.shape[1]}x{d.shape[0]}, the image "
+                                               f"{rgb.shape[1]}x{rgb.shape[0]}: depth not used (register it)")
         root = Path(self.p["output_root"])
         out = Path(output_dir) if output_dir else root / run_id
+        camera = self._stream_camera if self.p["use_camera_info"] else None
         return Job(run_id=run_id, source=source, output_dir=out.resolve(), trajectory=traj, first_frame=rgb,
-                   first_depth=depth, frame_id=image.header.frame_id or self.camera.child_frame, options=options)
+                   first_depth=depth, frame_id=self.camera.child_frame, options=options,   # the optical frame in TF
+                   camera=camera)
 
     def _request(self, job: Job, progress: Callable):
         """The job as a ``kinema4d_core.service.EpisodeRequest`` (the service applies every rule)."""
@@ -383,10 +449,11 @@ class InferenceNode(Node):
 
         o = job.options
         progress("projecting", 0, int(getattr(self.backend, "num_frames", self.p["n_frames"])))
-        return EpisodeRequest(first_frame=job.first_frame, robot=self.robot, camera=self.camera,
+        return EpisodeRequest(first_frame=job.first_frame, robot=self.robot,
+                              camera=self.pose.resolve(job.camera or self.camera),
                               trajectory=job.trajectory, first_depth=job.first_depth,
-                              rescale_to_stream=bool(self.p.get("rescale_to_stream", False)),
-                              stream_source="camera/image_raw", calibration_source=self.p["calibration_file"],
+                              rescale_to_stream=bool(self.p["rescale_to_stream"]),
+                              stream_source=self._image_topic, calibration_source=self.p["calibration_file"],
                               n_frames=int(self.p["n_frames"]),
                               seed=int(o.get("seed") or self.p["seed"]), steps=int(o.get("steps") or self.p["steps"]),
                               guidance=float(o.get("guidance") or self.p["guidance"]),

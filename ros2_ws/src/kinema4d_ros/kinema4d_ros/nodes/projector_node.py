@@ -2,7 +2,8 @@
 
 | kind | name | type | QoS |
 |---|---|---|---|
-| sub | `joint_states` | sensor_msgs/JointState | sensor data (best effort, keep last 5) |
+| sub | `joint_states` (each of `joint_state_topics`) | sensor_msgs/JointState, merged by name and stamp | sensor data (best effort, keep last 5) |
+| sub | `/tf`, `/tf_static` | tf2_msgs/TFMessage (calibration_source tf) | tf2's |
 | sub | `camera/camera_info` | sensor_msgs/CameraInfo | sensor data (only with use_camera_info) |
 | pub | `kinema4d/robot_pointmap` | sensor_msgs/Image 32FC3, metres, camera optical frame | reliable, keep last 2 |
 | pub | `kinema4d/robot_mask` | sensor_msgs/Image mono8 (255 = robot) | reliable, keep last 2 |
@@ -13,17 +14,22 @@
 |---|---|---|
 | robot | panda | robot config name or yaml path (read-only) |
 | calibration_file | "" | camera calibration yaml: extrinsics always, intrinsics unless use_camera_info |
+| calibration_source | file | T_base_camera from calibration_file (file) or looked up in TF, base frame -> optical frame (tf; kinema4d_ros.camera_tf) |
 | use_camera_info | true | take intrinsics / size / frame id from camera/camera_info once it arrives (false: the file's) |
-| max_stamp_age_s | 0.5 | drop joint states older than this (node clock; 0 disables) |
+| rescale_to_stream | false | a camera_info of another size than the calibration: refused (false) or the calibration rescaled (true) |
+| max_stamp_age_s | 0.5 | drop joint states older than this plus clock_skew_tolerance_s (node clock; 0 disables) |
 | publish_points | true | publish kinema4d/robot_points |
 | points_stride | 1 | keep every n-th robot pixel in the point cloud |
 | strict_joint_names | false | reject joint states that name joints the robot does not have |
 | status_period_s | 0.5 | status topic period (read-only) |
+| joint_state_topics / joint_name_map / joint_name_prefix / fixed_joint_values | [joint_states] / "" / "" / "" | joint inputs (kinema4d_ros.joint_input, docs/ros.md) |
+| stamp_reset_jump_s / clock_skew_tolerance_s | 5.0 / 0.5 | stamp order (kinema4d_core.stamps): reset on a larger jump back; future stamps beyond the tolerance are dropped without blocking |
 
 Every output carries the joint state's stamp and the camera's optical frame id. Input is
 never queued: the subscription callback keeps only the newest joint state and a worker thread
 renders it, so when rendering is slower than the input the older states are dropped (counted
-as ``superseded``), never processed late. Stale and out-of-order states are dropped and counted;
+as ``superseded``), never processed late. Stale, future-stamped and out-of-order states are dropped
+and counted; a bag loop or clock jump back restarts the order (logged once);
 malformed messages are rejected with the reason (logged, throttled per kind, counted) and the
 node keeps running. Outputs are published as ready CDR bytes (``image_to_cdr``,
 ``points_to_cloud_cdr``): one copy of the pixels each; the point cloud holds only robot pixels. Frames: pointmap XYZ is in the camera optical frame (x right, y down,
@@ -39,16 +45,18 @@ from pathlib import Path
 
 import numpy as np
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 
-from kinema4d_core.errors import InputError, Kinema4DError
+from kinema4d_core.errors import ConfigError, Kinema4DError
 from kinema4d_ros import qos
-from kinema4d_ros.conversions import (camera_info_to_model, image_to_cdr, points_to_cloud_cdr,
-                                      stamp_to_seconds)
+from kinema4d_ros.camera_tf import CALIBRATION_SOURCE_PARAMS, CameraPose
+from kinema4d_ros.conversions import image_to_cdr, points_to_cloud_cdr, stamp_to_seconds, stream_camera
 from kinema4d_ros.diagnostics import Health, steady_timer
+from kinema4d_ros.joint_input import JointInput
 from kinema4d_ros.node_main import run_node
-from kinema4d_ros.params import ParamSpec, declare_params, optional_calibration
+from kinema4d_ros.params import (JOINT_INPUT_PARAMS, RESCALE_TO_STREAM, STAMP_PARAMS, ParamSpec, declare_params,
+                                 optional_calibration)
 
 # numba's OpenMP workers otherwise spin-wait after every frame, burning CPU that the executor,
 # the publishers and other processes need (measured: 26 -> 16 ms of CPU per frame on 2 cores).
@@ -66,7 +74,9 @@ PARAMS = (
     ParamSpec("robot", "panda", "Robot config name (urdf/<name>.yaml) or path to a robot yaml.", read_only=True),
     ParamSpec("calibration_file", "", "Camera calibration yaml (extrinsics T_base_camera; intrinsics unless "
               "use_camera_info).", check=_check_calibration),
+    *CALIBRATION_SOURCE_PARAMS,
     ParamSpec("use_camera_info", True, "Take intrinsics, image size and optical frame id from camera/camera_info."),
+    RESCALE_TO_STREAM,
     ParamSpec("max_stamp_age_s", 0.5, "Drop joint states older than this many seconds (0 disables).",
               min=0.0, max=60.0),
     ParamSpec("publish_points", True, "Publish kinema4d/robot_points (PointCloud2)."),
@@ -74,6 +84,8 @@ PARAMS = (
     ParamSpec("strict_joint_names", False, "Reject joint states naming joints the robot does not have."),
     ParamSpec("status_period_s", 0.5, "Period of kinema4d/projector/status (seconds).", min=0.05, max=60.0,
               read_only=True),
+    *JOINT_INPUT_PARAMS,
+    *STAMP_PARAMS,
 )
 
 
@@ -88,20 +100,22 @@ class ProjectorNode(Node):
 
         self.robot = load_robot(self.p["robot"])
         self._lock = threading.Condition()
-        self._pending: tuple[JointState, float] | None = None
-        self._last_stamp = -np.inf
+        self._pending: tuple = None           # (MergedJoints, stamp msg, perf_counter at arrival)
         self._stop = False
         self._calibration = optional_calibration(self.p["calibration_file"], self.robot)
         self._camera = self._calibration          # what we render into (may come from camera_info)
         self._camera_key: tuple | None = None
+        self._no_camera_reason = "no calibration_file / camera_info yet"
         self._renderer = None
         self._renderer_camera = None
+        self.pose = CameraPose(self, self.p["calibration_source"])
 
         self.pub_pointmap = self.create_publisher(Image, "kinema4d/robot_pointmap", qos.STREAM_OUT)
         self.pub_mask = self.create_publisher(Image, "kinema4d/robot_mask", qos.STREAM_OUT)
         self.pub_points = self.create_publisher(PointCloud2, "kinema4d/robot_points", qos.STREAM_OUT)
         self.pub_status = self.create_publisher(String, "kinema4d/projector/status", qos.LATCHED)
-        self.create_subscription(JointState, "joint_states", self._on_joint_state, qos.SENSOR_IN)
+        self.joints = JointInput(self, self.robot, self.p, self.health, self._on_joints,
+                                 strict=self.p["strict_joint_names"])
         self.create_subscription(CameraInfo, "camera/camera_info", self._on_camera_info, qos.SENSOR_IN)
         steady_timer(self, self.p["status_period_s"], self._publish_status)
         self._worker = threading.Thread(target=self._work, name="projector-render", daemon=True)
@@ -112,6 +126,9 @@ class ProjectorNode(Node):
 
     # ---- parameters -------------------------------------------------------------------------
     def _on_params(self, changed: dict) -> str | None:
+        err = self.joints.update_params(changed)
+        if err:
+            return err
         if "calibration_file" in changed:
             try:
                 cal = optional_calibration(changed["calibration_file"], self.robot)
@@ -123,6 +140,11 @@ class ProjectorNode(Node):
                 if not from_info:
                     self._camera_key = None     # adopt the next camera_info again, even an unchanged one
                 self._calibration = cal
+        if "calibration_source" in changed:
+            self.pose.source = changed["calibration_source"]
+        if "rescale_to_stream" in changed:
+            with self._lock:
+                self._camera_key = None         # judge the next camera_info under the new rule
         if changed.get("use_camera_info") is False:
             with self._lock:                    # back to the calibration file's intrinsics
                 self._camera, self._camera_key = self._calibration, None
@@ -141,26 +163,26 @@ class ProjectorNode(Node):
         key = (msg.width, msg.height, tuple(msg.k), tuple(msg.d), msg.distortion_model, msg.header.frame_id)
         if key == self._camera_key:
             return
-        try:
-            camera = camera_info_to_model(msg, cal.T_base_camera, parent_frame=cal.parent_frame,
-                                          camera_name=cal.camera_name)
+        try:   # the one rule: size checked against the calibration (match_stream), intrinsics from camera_info
+            camera = stream_camera(cal, msg, rescale=bool(self.p["rescale_to_stream"]), source="camera/camera_info")
         except Kinema4DError as exc:
             self.health.reject("camera_info", str(exc))
+            if isinstance(exc, ConfigError):    # the stream does not match the calibration (size): never
+                with self._lock:                # render for it, outputs would not align; a malformed
+                    self._camera, self._camera_key = None, None     # message just keeps the last camera
+                    self._no_camera_reason = f"the last camera/camera_info was refused: {exc}"
             return
         with self._lock:
             self._camera, self._camera_key = camera, key
+            self._no_camera_reason = "no calibration_file / camera_info yet"
         self.get_logger().info(f"camera from camera_info: {camera.width}x{camera.height} frame {camera.child_frame}")
 
-    def _on_joint_state(self, msg: JointState) -> None:
-        self.health.count("joint_states_received")
-        stamp = stamp_to_seconds(msg.header.stamp)
+    def _on_joints(self, merged, stamp_msg) -> None:
+        """A complete merged joint state (JointInput: renamed, stamp-ordered) -> the render worker."""
         with self._lock:
-            if stamp > 0 and stamp < self._last_stamp:
-                self.health.drop("out_of_order", f"stamp {stamp:.6f} < last {self._last_stamp:.6f}")
-                return
             if self._pending is not None:
                 self.health.drop("superseded", "a newer joint state arrived before the previous one was rendered")
-            self._pending = (msg, time.perf_counter())
+            self._pending = (merged, stamp_msg, time.perf_counter())
             self._lock.notify()
 
     # ---- work -------------------------------------------------------------------------------
@@ -171,58 +193,37 @@ class ProjectorNode(Node):
                     self._lock.wait(0.5)
                 if self._stop:
                     return
-                msg, t_in = self._pending
+                merged, stamp_msg, t_in = self._pending
                 self._pending = None
                 camera = self._camera
             try:
-                self._process(msg, t_in, camera)
+                self._process(merged.q, stamp_msg, t_in, camera)
             except Kinema4DError as exc:
                 self.health.reject("joint_state", str(exc))
             except Exception as exc:  # a bug must not kill the render thread silently
                 self.health.reject("internal", f"{type(exc).__name__}: {exc}")
 
-    def _process(self, msg: JointState, t_in: float, camera) -> None:
-        stamp = stamp_to_seconds(msg.header.stamp)
+    def _process(self, q: np.ndarray, stamp_msg, t_in: float, camera) -> None:
+        stamp = stamp_to_seconds(stamp_msg)
         max_age = float(self.p["max_stamp_age_s"])
-        if stamp > 0 and max_age > 0:
-            age = self.get_clock().now().nanoseconds * 1e-9 - stamp
-            if age > max_age:
-                self.health.drop("stale", f"joint state is {age:.3f} s old (max_stamp_age_s={max_age})")
-                return
-        if len(msg.name) != len(msg.position):
-            raise InputError(f"{len(msg.name)} names but {len(msg.position)} positions",
-                             field="joint_state.position", fix="publish one position per name")
-        names = list(msg.name)
-        positions = np.asarray(msg.position, dtype=np.float64)
-        if not self.p["strict_joint_names"]:
-            known = set(self.robot.joint_names) | set(getattr(self.robot, "mimic_joints", {}) or {})
-            unknown = [n for n in names if n not in known]
-            if unknown and not any(n in self.robot.joint_names for n in names):
-                raise InputError(f"unknown joints {unknown}; none of the robot's joints present",
-                                 field="joint_state.name", fix=f"publish {list(self.robot.joint_names)}")
-            keep = [i for i, n in enumerate(names) if n in known]
-            names, positions = [names[i] for i in keep], positions[keep]
-        q = self.robot.joint_vector(names, positions)
-        if not np.all(np.isfinite(q)):
-            bad = [n for n, v in zip(self.robot.joint_names, q) if not np.isfinite(v)]
-            raise InputError(f"non-finite positions for {bad}", field="joint_state.position",
-                             fix="publish finite joint positions")
+        age = self.joints.stale(stamp, max_age)
+        if age is not None:
+            self.health.drop("stale", f"joint state is {age:.3f} s old (max_stamp_age_s={max_age} + "
+                                      f"clock_skew_tolerance_s={self.p['clock_skew_tolerance_s']})")
+            return
         clipped = np.clip(q, self.robot.lower, self.robot.upper)   # measured states stray past limits
         if np.any(clipped != q):
             self.health.count("clipped_to_limits")
             q = clipped
         if camera is None:
-            self.health.drop("no_camera", "no calibration_file / camera_info yet")
+            self.health.drop("no_camera", self._no_camera_reason)
             return
+        camera = self.pose.resolve(camera)      # calibration_source tf: the pose TF has now
         renderer = self._renderer_for(camera)
         result = renderer.render_base(self.robot.mesh_poses(q))
-        with self._lock:
-            if stamp > 0 and stamp < self._last_stamp:
-                self.health.drop("out_of_order", f"stamp {stamp:.6f} older than the last output")
-                return
-            self._last_stamp = max(self._last_stamp, stamp)
-        # outputs go out as ready CDR bytes (one copy of the pixels each; see conversions)
-        frame, stamp_msg = camera.child_frame, msg.header.stamp
+        # outputs go out as ready CDR bytes (one copy of the pixels each; see conversions); one render
+        # worker takes inputs in JointInput's stamp order, so outputs stay ordered too
+        frame = camera.child_frame
         self.pub_pointmap.publish(image_to_cdr(result.pointmap, "32FC3", frame, stamp_msg))
         self.pub_mask.publish(image_to_cdr(result.mask, "mono8", frame, stamp_msg))
         if self.p["publish_points"]:
