@@ -90,11 +90,20 @@ def ray_env(temp_dir: str | os.PathLike | None = None, token: str | None = None)
     return env
 
 
-def new_auth_token() -> str:
-    """A random secret for a private cluster's token authentication."""
-    import secrets
+_PROCESS_TOKEN: str | None = None
 
-    return secrets.token_hex(32)
+
+def process_auth_token() -> str:
+    """The secret for token authentication of the private clusters this process starts: random,
+    one per process. Ray's C++ core caches the token the first time a process uses it, so a
+    second cluster in the same process (two studies in one Python session, or a test run) must
+    use the same secret or its GCS refuses the driver with ``InvalidAuthToken``."""
+    global _PROCESS_TOKEN
+    if _PROCESS_TOKEN is None:
+        import secrets
+
+        _PROCESS_TOKEN = secrets.token_hex(32)
+    return _PROCESS_TOKEN
 
 
 def import_ray() -> Any:
@@ -158,7 +167,7 @@ def init_private_cluster(num_cpus: float, temp_dir: str | None = None, **init_kw
     authentication with a secret of this run, session files in ``temp_dir`` or a new temp folder
     that is removed afterwards); returns the cleanup (shutdown, environment restored)."""
     saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
-    os.environ.update(ray_env(token=new_auth_token()))
+    os.environ.update(ray_env(token=process_auth_token()))
     ray = import_ray()
     _reload_ray_config()      # Ray reads RAY_AUTH_MODE into its cached config when imported
     check_loopback_resolution()

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from kinema4d_core.executors import LOOPBACK, new_auth_token, ray_env
+from kinema4d_core.executors import LOOPBACK, process_auth_token, ray_env
 
 _WORKER_NODE = """
 import sys, types
@@ -64,7 +64,7 @@ class LocalRayCluster:
         self.temp_dir = tempfile.mkdtemp(prefix="k4dray-", dir="/tmp")   # short: unix socket paths
         self.port = free_port()
         self.address = f"{LOOPBACK}:{self.port}"
-        self.auth_env = {k: v for k, v in ray_env(token=new_auth_token()).items() if k.startswith("RAY_AUTH")}
+        self.auth_env = {k: v for k, v in ray_env(token=process_auth_token()).items() if k.startswith("RAY_AUTH")}
         self.env = {**os.environ, **ray_env(self.temp_dir), **self.auth_env}
         self.procs: list[subprocess.Popen] = []
         self.logs: list[Path] = []
