@@ -264,7 +264,7 @@ class StaticSceneBackend:
                 "not_modelled": list(self.NOT_MODELLED), "first_depth": request.first_depth is not None,
                 "metric": "constructed from metric depth and the robot pointmap; no fit is performed, so "
                           "metric_fit_residual is NaN (not fitted) for every frame"}
-        return Rollout(rgb=rgb, pointmap_normalized=pm01.astype(np.float32), pointmap=pointmap,
+        return Rollout(rgb=rgb, pointmap_normalized=pm01, pointmap=pointmap,
                        metric_fit_residual=np.full(n, np.nan, np.float32), K=K,
                        T_base_camera=np.asarray(robot.T_base_camera, np.float64), metadata=meta)
 
