@@ -70,14 +70,14 @@ def write_large_bag(path: str | os.PathLike, size_bytes: float, *, storage: str 
     return {"frames": n_frames, "seconds": n_frames / rate_hz, "bytes": on_disk}
 
 
-def replay_peak_rss(bag: str | os.PathLike, out: str | os.PathLike, *, frames: int = 8,
+def replay_peak_rss(bag: str | os.PathLike, out: str | os.PathLike, *, frames: int = 8, with_bag: bool = False,
                     extra: tuple[str, ...] = ()) -> dict:
-    """Replay ``bag`` (static-scene, sim calibration, no rollout bag) in a child process; returns
-    {rc, peak_rss_bytes (the child's VmHWM), seconds}."""
+    """Replay ``bag`` (static-scene, sim calibration; the rollout bag only ``with_bag``) in a child
+    process; returns {rc, peak_rss_bytes (the child's VmHWM), seconds}."""
     result = Path(tempfile.mkdtemp(prefix="bagmem-")) / "result.json"
     argv = [sys.executable, "-c", CHILD, str(result), "replay", str(bag), "--robot", "panda",
-            "--calibration", str(CALIBRATION), "--out", str(out), "--frames", str(frames), "--no-bag", "--quiet",
-            *extra]
+            "--calibration", str(CALIBRATION), "--out", str(out), "--frames", str(frames),
+            *(() if with_bag else ("--no-bag",)), "--quiet", *extra]
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     start = time.monotonic()
     subprocess.run(argv, env=env, check=True, cwd=REPO)

@@ -184,8 +184,10 @@ class Kinema4DBackend:
         meta["schedule"] = out.timestep_grid          # the grid sampled on: name, timesteps, sigmas
         meta["metric_fit"] = {"scale": fit.scale.tolist(), "offset": fit.offset.tolist(),
                               "poor_frames": np.flatnonzero(fit.poor).tolist(), "threshold_m": POOR_FIT_THRESHOLD_M}
-        return Rollout(rgb=(np.clip(out.rgb, 0, 1) * 255 + 0.5).astype(np.uint8),
-                       pointmap_normalized=out.pointmap01.astype(np.float32), pointmap=fit.pointmap,
+        rgb = np.empty(np.shape(out.rgb), np.uint8)
+        for t in range(len(rgb)):  # frame by frame: no float copies of the whole video
+            rgb[t] = (np.clip(out.rgb[t], 0, 1) * 255 + 0.5).astype(np.uint8)
+        return Rollout(rgb=rgb, pointmap_normalized=np.asarray(out.pointmap01, np.float32), pointmap=fit.pointmap,
                        metric_fit_residual=fit.residual, K=np.asarray(robot.K, dtype=np.float64),
                        T_base_camera=np.asarray(robot.T_base_camera, dtype=np.float64), metadata=meta)
 
@@ -264,7 +266,7 @@ class StaticSceneBackend:
                 "not_modelled": list(self.NOT_MODELLED), "first_depth": request.first_depth is not None,
                 "metric": "constructed from metric depth and the robot pointmap; no fit is performed, so "
                           "metric_fit_residual is NaN (not fitted) for every frame"}
-        return Rollout(rgb=rgb, pointmap_normalized=pm01.astype(np.float32), pointmap=pointmap,
+        return Rollout(rgb=rgb, pointmap_normalized=pm01, pointmap=pointmap,
                        metric_fit_residual=np.full(n, np.nan, np.float32), K=K,
                        T_base_camera=np.asarray(robot.T_base_camera, np.float64), metadata=meta)
 

@@ -66,6 +66,13 @@ def normalize_pointmap(pointmap: np.ndarray, mask: np.ndarray) -> tuple[np.ndarr
 
     Returns (float32 normalized pointmap, Normalization with the sequence extrema in metres).
     """
+    norm = pointmap_normalization(pointmap, mask)
+    return apply_normalization(pointmap, norm, mask), norm
+
+
+def pointmap_normalization(pointmap: np.ndarray, mask: np.ndarray) -> Normalization:
+    """The ``Normalization`` (per-axis extrema of the robot pixels of all frames, metres) that
+    ``normalize_pointmap`` applies, without building the normalized sequence."""
     p, m = _check_pointmap(pointmap, mask)
     if not m.any():
         raise InputError("the mask is empty: no robot pixel in any frame", field="mask",
@@ -73,8 +80,18 @@ def normalize_pointmap(pointmap: np.ndarray, mask: np.ndarray) -> tuple[np.ndarr
     pts = p[m].astype(np.float64)
     if not np.all(np.isfinite(pts)):
         raise InputError("contains NaN or infinity at robot pixels", field="pointmap", fix="render it again")
-    norm = Normalization(low=pts.min(axis=0), high=pts.max(axis=0))
-    return apply_normalization(p, norm, m), norm
+    return Normalization(low=pts.min(axis=0), high=pts.max(axis=0))
+
+
+def _frames(shape: tuple[int, ...]) -> range:
+    """Indices of the leading (frame) axis of a (..., H, W, 3) array, or one pass for a single image.
+    The elementwise conversions below run frame by frame so that their float64 temporaries are one
+    frame (8 MB at 480x720), not the sequence (0.4 GB per copy for 49 frames); same values."""
+    return range(shape[0]) if len(shape) >= 4 else range(1)
+
+
+def _per_frame(shape: tuple[int, ...], t: int) -> tuple:
+    return (t,) if len(shape) >= 4 else ()
 
 
 def apply_normalization(pointmap: np.ndarray, norm: Normalization, mask: np.ndarray | None = None) -> np.ndarray:
@@ -82,24 +99,33 @@ def apply_normalization(pointmap: np.ndarray, norm: Normalization, mask: np.ndar
 
     With ``mask`` (..., H, W) bool: 0 outside it (the robot condition the model was trained on).
     Without: every pixel is mapped (points outside the extrema clip to 0/1; NaN stays NaN), as the
-    static-scene baseline maps its world pointmap. Returns float32 of the pointmap's shape.
+    static-scene baseline maps its world pointmap. Returns float32 of the pointmap's shape
+    (computed in float64, frame by frame).
     """
     p = np.asarray(pointmap)
     if p.shape[-1:] != (3,):
         raise InputError(f"must be (..., 3), got {p.shape}", field="pointmap", fix="pass XYZ per pixel")
-    out = np.clip((p.astype(np.float64) - norm.low) / norm.span, 0.0, 1.0)
-    if mask is not None:
-        _, m = _check_pointmap(p, mask)
-        out = np.where(m[..., None], out, 0.0)
-    return out.astype(np.float32)
+    m = None if mask is None else _check_pointmap(p, mask)[1]
+    low, span = norm.low, norm.span
+    out = np.empty(p.shape, np.float32)
+    for t in _frames(p.shape):
+        i = _per_frame(p.shape, t)
+        v = np.clip((p[i].astype(np.float64) - low) / span, 0.0, 1.0)
+        if m is not None:
+            v = np.where(m[i][..., None], v, 0.0)
+        out[i] = v
+    return out
 
 
 def denormalize_pointmap(pointmap01: np.ndarray, norm: Normalization, mask: np.ndarray | None = None) -> np.ndarray:
     """Inverse of ``normalize_pointmap``: metres (float32); with ``mask``, 0 outside it."""
-    p = np.asarray(pointmap01, dtype=np.float64)
+    p = np.asarray(pointmap01)
     if p.shape[-1:] != (3,):
         raise InputError(f"must be (..., 3), got {p.shape}", field="pointmap01", fix="pass XYZ per pixel")
-    out = (p * norm.span + norm.low).astype(np.float32)
+    out = np.empty(p.shape, np.float32)
+    for t in _frames(p.shape):
+        i = _per_frame(p.shape, t)
+        out[i] = p[i].astype(np.float64) * norm.span + norm.low
     if mask is not None:
         _, m = _check_pointmap(p, mask)
         out[~m] = 0.0
@@ -107,9 +133,14 @@ def denormalize_pointmap(pointmap01: np.ndarray, norm: Normalization, mask: np.n
 
 
 def pointmap_to_rgb(pointmap01: np.ndarray) -> np.ndarray:
-    """[0,1] pointmap -> uint8 pseudo-RGB (x -> R, y -> G, z -> B), round(v * 255), clipped."""
-    p = np.asarray(pointmap01, dtype=np.float64)
-    return np.rint(np.clip(p, 0.0, 1.0) * 255.0).astype(np.uint8)
+    """[0,1] pointmap -> uint8 pseudo-RGB (x -> R, y -> G, z -> B), round(v * 255), clipped
+    (frame by frame, in float64)."""
+    p = np.asarray(pointmap01)
+    out = np.empty(p.shape, np.uint8)
+    for t in _frames(p.shape):
+        i = _per_frame(p.shape, t)
+        out[i] = np.rint(np.clip(p[i].astype(np.float64), 0.0, 1.0) * 255.0)
+    return out
 
 
 def rgb_to_pointmap01(rgb: np.ndarray) -> np.ndarray:

@@ -49,8 +49,8 @@ def fit_metric(pointmap_normalized: np.ndarray, robot_pointmap: np.ndarray, robo
     pointmap_normalized (T, H, W, 3) in [0, 1]; robot_pointmap (T, H, W, 3) metres (camera frame);
     robot_mask (T, H, W) bool (where robot_pointmap is valid).
     """
-    pn = np.asarray(pointmap_normalized, dtype=np.float64)
-    pr = np.asarray(robot_pointmap, dtype=np.float64)
+    pn = np.asarray(pointmap_normalized)
+    pr = np.asarray(robot_pointmap)
     mask = np.asarray(robot_mask, dtype=bool)
     if pn.ndim != 4 or pn.shape[-1] != 3:
         raise InputError(f"expected (T, H, W, 3), got {pn.shape}", field="pointmap_normalized")
@@ -63,7 +63,7 @@ def fit_metric(pointmap_normalized: np.ndarray, robot_pointmap: np.ndarray, robo
     if valid.sum() < MIN_ROBOT_PIXELS:
         raise InputError(f"only {int(valid.sum())} robot pixels in the whole sequence", field="robot_mask",
                          fix="the robot must be visible in the camera to recover metric scale")
-    x, y = pn[valid], pr[valid]                                         # (P, 3)
+    x, y = pn[valid].astype(np.float64), pr[valid].astype(np.float64)   # (P, 3)
     inliers = np.ones(len(x), dtype=bool)
     for _ in range(ROBUST_ITERATIONS if robust else 1):
         params = [_fit_axis(x[inliers, a], y[inliers, a]) for a in range(3)]
@@ -77,12 +77,17 @@ def fit_metric(pointmap_normalized: np.ndarray, robot_pointmap: np.ndarray, robo
         if new.sum() < MIN_ROBOT_PIXELS or np.array_equal(new, inliers):
             break
         inliers = new
-    metric = pn * scale + offset                                        # (T, H, W, 3)
-    sq = np.where(valid, ((metric - pr) ** 2).sum(-1), 0.0)
+    # frame by frame (float64 temporaries of one frame, not of the sequence; same values)
+    metric = np.empty(pn.shape, np.float32)                             # (T, H, W, 3)
+    residual = np.empty(len(pn), np.float64)
     counts = valid.sum(axis=(1, 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        residual = np.sqrt(sq.sum(axis=(1, 2)) / counts)
+    for t in range(len(pn)):
+        m = pn[t].astype(np.float64) * scale + offset
+        metric[t] = m
+        sq = np.where(valid[t], ((m - pr[t].astype(np.float64)) ** 2).sum(-1), 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            residual[t] = np.sqrt(sq.sum() / counts[t])
     residual[counts < MIN_ROBOT_PIXELS] = np.nan
     poor = ~(residual <= threshold)                                     # NaN counts as poor
-    return MetricFit(pointmap=metric.astype(np.float32), residual=residual.astype(np.float32),
+    return MetricFit(pointmap=metric, residual=residual.astype(np.float32),
                      scale=scale.astype(np.float64), offset=offset.astype(np.float64), poor=poor)

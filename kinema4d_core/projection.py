@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from kinema4d_core.camera import CameraModel
-from kinema4d_core.conditioning import Normalization, apply_normalization, normalize_pointmap, pointmap_to_rgb
+from kinema4d_core.conditioning import Normalization, apply_normalization, pointmap_normalization, pointmap_to_rgb
 from kinema4d_core.errors import InputError
 from kinema4d_core.io import StagedOutput, write_mp4, write_npz
 from kinema4d_core.mesh import LinkMesh
@@ -142,7 +142,7 @@ def render_trajectory(robot, camera: CameraModel, traj, *, with_rgb: bool = True
                          field="camera",
                          fix="check extrinsics (T_base_camera: camera optical frame in the robot base frame, "
                              "z pointing at the robot), parent_frame and the image size")
-    _, norm = normalize_pointmap(pointmap, mask)
+    norm = pointmap_normalization(pointmap, mask)
     return RobotCondition(pointmap=pointmap, depth=depth, mask=mask, link_id=link_id, rgb=rgb,
                           joint_positions=Q.copy(), joint_names=tuple(robot.joint_names), K=camera.K.copy(),
                           T_base_camera=camera.T_base_camera.copy(), normalization=norm)

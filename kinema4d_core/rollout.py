@@ -59,8 +59,15 @@ class Rollout:
 
 
 def pointmap_to_rgb8(pointmap01: np.ndarray) -> np.ndarray:
-    """(…, 3) in [0, 1] -> uint8 pseudo-RGB (``conditioning.pointmap_to_rgb``, with NaN -> 0)."""
-    return pointmap_to_rgb(np.nan_to_num(pointmap01, nan=0.0))
+    """(…, 3) in [0, 1] -> uint8 pseudo-RGB (``conditioning.pointmap_to_rgb``, with NaN -> 0),
+    frame by frame for a (T, H, W, 3) sequence (no float copy of the whole sequence)."""
+    p = np.asarray(pointmap01)
+    if p.ndim < 4:
+        return pointmap_to_rgb(np.nan_to_num(p, nan=0.0))
+    out = np.empty(p.shape, np.uint8)
+    for t in range(len(p)):
+        out[t] = pointmap_to_rgb(np.nan_to_num(p[t], nan=0.0))
+    return out
 
 
 def frame_points(pointmap: np.ndarray, rgb: np.ndarray | None = None, max_points: int | None = None
@@ -117,8 +124,8 @@ def save_rollout(rollout: Rollout, out_dir: str | Path, *, points: bool = True) 
     pm_rgb = pointmap_to_rgb8(rollout.pointmap_normalized)
     with StagedOutput(out_dir) as staged:
         write_npz(staged.path("rollout.npz"), dict(
-            rgb=rollout.rgb, pointmap_normalized=rollout.pointmap_normalized.astype(np.float32),
-            pointmap=rollout.pointmap.astype(np.float32),
+            rgb=rollout.rgb, pointmap_normalized=np.asarray(rollout.pointmap_normalized, np.float32),
+            pointmap=np.asarray(rollout.pointmap, np.float32),
             metric_fit_residual=np.asarray(rollout.metric_fit_residual, dtype=np.float32),
             K=np.asarray(rollout.K, dtype=np.float64), T_base_camera=np.asarray(rollout.T_base_camera, np.float64),
             metadata_json=np.array([json.dumps(rollout.metadata, sort_keys=True, default=str)])))
