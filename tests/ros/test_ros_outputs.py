@@ -103,8 +103,9 @@ def test_every_node_publishes_diagnostics_with_rates_drops_and_model_state(ros_e
             p.stop()
 
 
-def _stamp(msg) -> float:
-    return msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+def _stamp(msg) -> int:
+    """Nanoseconds (an int: float seconds since 1970 lose the nanoseconds)."""
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 def _ee_goal(poses: np.ndarray, frame_id: str):
@@ -160,9 +161,9 @@ def test_prediction_is_a_timed_sequence_and_result_says_where_and_ee_frames_foll
     assert result.frames == 49 and result.backend == "static-scene" and result.seed == 42
     assert result.frame_period_s == pytest.approx(4.0 / 48, abs=1e-6)
     wait_for(lambda: len(images) == 49 and len(infos) == 49, 20, "49 prediction images and camera_infos")
-    stamps = np.array([_stamp(m) for m in images])
+    stamps = np.array([_stamp(m) for m in images], dtype=np.int64)
     assert np.all(np.diff(stamps) > 0)
-    np.testing.assert_allclose(np.diff(stamps), 4.0 / 48, atol=2e-9)
+    np.testing.assert_allclose(np.diff(stamps) * 1e-9, 4.0 / 48, atol=2e-9)
     assert [_stamp(m) for m in infos] == list(stamps)
     assert {m.header.frame_id for m in images} == {m.header.frame_id for m in infos} == {camera.child_frame}
     assert (infos[0].width, infos[0].height) == (images[0].width, images[0].height)
