@@ -503,16 +503,18 @@ class InferenceNode(Node):
                               guidance=float(o.get("guidance") or self.p["guidance"]),
                               guidance_mode=str(o.get("guidance_mode") or self.p["guidance_mode"]))
 
+    def _tracking_stage(self, progress: Callable) -> Callable:
+        """``progress`` that also remembers the stage for /diagnostics."""
+        def tracked(stage: str, step: int, total: int) -> None:
+            self._stage = f"{stage} {step}/{total}" if total else stage
+            progress(stage, step, total)
+        return tracked
+
     def _run_and_report(self, job: Job, progress: Callable, should_cancel: Callable[[], bool]) -> dict:
         """Run ``job``; always returns a summary dict and publishes it on kinema4d/run_done."""
         from kinema4d_core.service import Cancelled, prepare_episode, simulate_episode
 
-        report = progress
-
-        def progress(stage: str, step: int, total: int) -> None:   # noqa: F811 - the stage also goes to /diagnostics
-            self._stage = f"{stage} {step}/{total}" if total else stage
-            report(stage, step, total)
-
+        progress = self._tracking_stage(progress)       # the stage also goes to /diagnostics
         started = time.perf_counter()
         self.get_logger().info(f"run {job.run_id} ({job.source}): generating with {self.backend.name}")
         try:
