@@ -125,6 +125,7 @@ def _ee_goal(poses: np.ndarray, frame_id: str):
     return goal
 
 
+@pytest.mark.slow
 def test_prediction_is_a_timed_sequence_and_result_says_where_and_ee_frames_follow_tf(inference):  # noqa: F811
     from rclpy.action import ActionClient
     from sensor_msgs.msg import CameraInfo, Image
@@ -195,4 +196,19 @@ def test_prediction_is_a_timed_sequence_and_result_says_where_and_ee_frames_foll
     a, b = load_rollout(in_base.output_dir), load_rollout(via_tf.output_dir)
     np.testing.assert_array_equal(a.rgb, b.rgb)
     np.testing.assert_allclose(a.pointmap, b.pointmap, atol=1e-6)
+
+    # 4. prediction_timing realtime: the same stamps, and frame i published at start + t_i
+    from tests.ros.test_projector_node import _set_params
+
+    _set_params(client, "inference_node", prediction_timing="realtime")
+    arrivals: list[tuple[float, int]] = []
+    client.node.create_subscription(Image, "kinema4d/prediction/image",
+                                    lambda m: arrivals.append((time.monotonic(), _stamp(m))), PREDICTION_QOS)
+    time.sleep(1.0)                 # let the new subscription match before the goal
+    result = run(_goal(robot))
+    assert result.success, result.message
+    wait_for(lambda: len(arrivals) == 49, 20, "49 realtime prediction images")
+    t, st = np.array([a for a, _ in arrivals]), np.array([b for _, b in arrivals], dtype=np.int64)
+    np.testing.assert_allclose(np.diff(st) * 1e-9, 4.0 / 48, atol=2e-9)
+    assert t[-1] - t[0] >= 4.0 - 0.3, f"realtime frames arrived over {t[-1] - t[0]:.2f} s, not ~4 s"
     action.destroy()
