@@ -2,7 +2,9 @@
 
 A "robot computer" process (tests/ros/robot_computer.py) on the user's domain (chosen by the test,
 loopback discovery) publishes what an FR3 + RealSense lab publishes: an arm-only ``/joint_states``
-with ``fr3_`` names, the gripper on ``/franka_gripper/joint_states``, jpeg colour on
+with franka_ros2's ``fr3_`` names (mapped to the Panda config by ``--joint-name-prefix fr3_:panda_``;
+the TF tree is rooted at the config's base frame ``panda_link0``, which projector and inference require
+of the calibration), the gripper on ``/franka_gripper/joint_states``, jpeg colour on
 ``/camera/color/image_raw/compressed``, 16UC1 depth in millimetres, camera_info, and its own
 robot_state_publisher-like TF incl. the driver's ``camera_link -> camera_color_frame ->
 camera_color_optical_frame``. ``bringup real`` on that domain, with the matching arguments and the
@@ -34,7 +36,7 @@ from tests.ros.test_tf_fit import TfRecorder
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
-BASE = "fr3_link0"
+BASE = "panda_link0"         # the robot config's base_frame: the calibration's parent frame must be it
 OPTICAL = "camera_color_optical_frame"
 GRIPPER_TOPIC = "/franka_gripper/joint_states"
 IMAGE_TOPIC = "/camera/color/image_raw"
@@ -44,7 +46,7 @@ DEPTH_MM = 1500
 
 
 def _fr3_calibration(repo_root: Path, path: Path) -> Path:
-    """sim_camera.yaml at 96x144 (a light render) in the lab's frames: fr3_link0 -> RealSense optical."""
+    """sim_camera.yaml at 96x144 (a light render) in the lab's frames: base -> RealSense optical frame."""
     from kinema4d_core.camera import calibration_to_dict, load_calibration
 
     doc = calibration_to_dict(load_calibration(repo_root / "calibration/sim_camera.yaml").resized(96, 144))
@@ -88,7 +90,7 @@ def test_bringup_real_on_an_fr3_realsense_lab_graph(ros_env, tmp_path, repo_root
     T_link_color[:3, 3] = [0.0, 0.015, 0.0]            # RealSense: colour imager 15 mm left of camera_link
     T_link_optical = T_link_color @ OPTICAL_IN_MOUNT
     cfg = {"base": BASE, "q": q.tolist(), "T_link_optical": T_link_optical.tolist(),
-           "T_link_color": T_link_color.tolist(), "link_prefix": "fr3_", "joint_prefix": "fr3_",
+           "T_link_color": T_link_color.tolist(), "joint_prefix": "fr3_",
            "gripper_topic": GRIPPER_TOPIC,
            "camera": {"calibration": str(cal_path), "image_topic": IMAGE_TOPIC, "depth_topic": DEPTH_TOPIC,
                       "info_topic": INFO_TOPIC, "depth_mm": DEPTH_MM}}
