@@ -124,7 +124,10 @@ def test_bringup_real_on_an_fr3_realsense_lab_graph(ros_env, tmp_path, repo_root
         node.create_subscription(String, "kinema4d/projector/status", lambda m: status.append(json.loads(m.data)),
                                  qos.LATCHED)
         wait_for(lambda: rec.latest(BASE, "camera_link") is not None, 30, f"{BASE} -> camera_link on /tf_static")
-        wait_for(lambda: points, 60, "a robot pointmap from the prefixed arm + gripper topics and the TF calibration")
+        try:
+            wait_for(lambda: points, 60, "a robot pointmap from the prefixed arm + gripper topics and the TF calibration")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; projector status: {status[-1] if status else None}") from None
 
         # robot pointmaps: in the optical frame of the tree, the robot in view, metres
         pm = image_to_numpy(points[-1])
