@@ -127,7 +127,10 @@ def test_bringup_real_on_an_fr3_realsense_lab_graph(ros_env, tmp_path, repo_root
         try:
             wait_for(lambda: points, 60, "a robot pointmap from the prefixed arm + gripper topics and the TF calibration")
         except AssertionError as exc:
-            raise AssertionError(f"{exc}; projector status: {status[-1] if status else None}") from None
+            seen = {kind: sorted(i.node_name for i in fn("/tf_static")) for kind, fn in (
+                ("publishers", node.get_publishers_info_by_topic), ("subscriptions", node.get_subscriptions_info_by_topic))}
+            raise AssertionError(f"{exc}; projector status: {status[-1] if status else None}; /tf_static as this "
+                                 f"client sees it: {seen}") from None
 
         # robot pointmaps: in the optical frame of the tree, the robot in view, metres
         pm = image_to_numpy(points[-1])
