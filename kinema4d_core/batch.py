@@ -13,8 +13,9 @@ config, the calibration, the backend and its options, the pipeline settings and 
 - reruns a job killed before its marker was written (nothing partial was left in place), and
   first removes the ``.staging-*`` folders and temporary files a killed run left behind.
 
-``plan_batch`` (what to run) and ``run_job`` (run one job, write its marker) are the parts an
-executor other than the local loop (e.g. Ray) reuses; ``run_batch`` is the local executor.
+``plan_batch`` (what to run) and ``run_job`` (run one job in a staging folder, marker last, then
+publish the folder) are what every executor calls (``kinema4d_core.executors``: the local loop,
+the default, or Ray); ``run_batch`` plans and hands the plan to the executor.
 ``report.json`` is rebuilt from the markers.
 """
 
@@ -183,46 +184,76 @@ def plan_batch(jobs: Sequence[Job], out_dir: str | Path, *, retry_failed: bool =
 
 def run_job(job: Job, out_dir: str | Path, process: Callable[[Job, Path], dict[str, Any]],
             changed: list[str] | None = None) -> dict[str, Any]:
-    """Run one job and write its marker last; returns the marker. A ``Kinema4DError`` (or any
-    other exception) fails the job with its reason; KeyboardInterrupt/SystemExit propagate. An
-    earlier marker is removed first, so a run killed mid-job leaves the job pending."""
-    job_dir = Path(out_dir) / job.name
-    (job_dir / MARKER).unlink(missing_ok=True)
+    """Run one job and publish its folder; returns the marker. A ``Kinema4DError`` (or any other
+    exception) fails the job with its reason; KeyboardInterrupt/SystemExit propagate.
+
+    The job runs in a staging folder ``out_dir/.staging-job-<name>-*`` (``process`` gets it as
+    ``job_dir``) with its marker written there last; then the staging folder replaces
+    ``out_dir/<name>`` by renames. A process killed at any point (a Ray worker under SIGKILL)
+    therefore leaves the previous folder (or none) in place and the job pending, never a
+    half-written folder; ``remove_leftovers`` deletes the staging folder of the next run.
+    """
+    import tempfile
+
+    out_dir = Path(out_dir)
+    job_dir = out_dir / job.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".staging-job-{job.name}-", dir=out_dir))
     t0 = time.monotonic()
     base = {"name": job.name, "kind": job.kind, "source": job.source}
     try:
-        info = process(job, job_dir) or {}
-        marker = {**base, "status": "ok", "reason": None, **info}
-    except Kinema4DError as exc:
-        marker = {**base, "status": "failed", "reason": str(exc)}
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except Exception as exc:  # an unexpected bug must not sink the other episodes
-        log.exception("job %s crashed", job.name)
-        marker = {**base, "status": "failed", "reason": f"unexpected {type(exc).__name__}: {exc}"}
-    marker["seconds"] = round(time.monotonic() - t0, 3)
-    marker["fingerprint"] = job_fingerprint(job)
-    marker["inputs"] = job_inputs(job)
-    if changed:
-        marker["recomputed_because"] = list(changed)
-    write_text(job_dir / MARKER, json.dumps(_jsonable(marker), indent=2))
+        try:
+            info = process(job, staging) or {}
+            marker = {**base, "status": "ok", "reason": None, **info}
+        except Kinema4DError as exc:
+            marker = {**base, "status": "failed", "reason": str(exc)}
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # an unexpected bug must not sink the other episodes
+            log.exception("job %s crashed", job.name)
+            marker = {**base, "status": "failed", "reason": f"unexpected {type(exc).__name__}: {exc}"}
+        marker["seconds"] = round(time.monotonic() - t0, 3)
+        marker["fingerprint"] = job_fingerprint(job)
+        marker["inputs"] = job_inputs(job)
+        if changed:
+            marker["recomputed_because"] = list(changed)
+        write_text(staging / MARKER, json.dumps(_jsonable(marker), indent=2))
+        _publish(staging, job_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
     log.info("episode %s: %s%s (%.1f s)", job.name, marker["status"],
              f" - {marker['reason']}" if marker["reason"] else "", marker["seconds"])
     return marker
 
 
+def _publish(staging: Path, job_dir: Path) -> None:
+    """Replace ``job_dir`` by the complete ``staging`` folder (two renames; the old folder is
+    moved aside first, so at no moment is a partial folder at ``job_dir``)."""
+    import os
+
+    old = None
+    if job_dir.exists():
+        old = job_dir.with_name(f".staging-old-{job_dir.name}-{os.getpid()}-{time.monotonic_ns()}")
+        os.replace(job_dir, old)
+    os.replace(staging, job_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def run_batch(jobs: Sequence[Job], out_dir: str | Path, process: Callable[[Job, Path], dict[str, Any]], *,
-              retry_failed: bool = False, progress: bool = True, extra_report: dict[str, Any] | None = None
-              ) -> dict[str, Any]:
+              retry_failed: bool = False, progress: bool = True, extra_report: dict[str, Any] | None = None,
+              executor: Any = None) -> dict[str, Any]:
     """Run ``process(job, job_dir)`` for every job not yet completed with its current inputs;
-    return the batch report (the local executor).
+    return the batch report.
 
-    ``process`` writes its outputs under ``job_dir`` (all-or-nothing, e.g. with StagedOutput) and
-    returns a JSON-able dict stored in the marker. A ``Kinema4DError`` (or any other exception)
-    fails that job alone with its reason; KeyboardInterrupt stops the batch (completed jobs stay).
+    ``process`` writes its outputs under ``job_dir`` and returns a JSON-able dict stored in the
+    marker. A ``Kinema4DError`` (or any other exception) fails that job alone with its reason;
+    KeyboardInterrupt stops the batch (completed jobs stay). ``executor``: who runs the planned
+    jobs (``kinema4d_core.executors``: ``LocalExecutor``, the default, or ``RayExecutor``, which
+    needs ``process`` to be a picklable object, not a closure); planning, leftovers and the
+    report are the same for all.
     """
-    from tqdm import tqdm
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_job_names(jobs)
@@ -230,11 +261,17 @@ def run_batch(jobs: Sequence[Job], out_dir: str | Path, process: Callable[[Job, 
     plan = plan_batch(jobs, out_dir, retry_failed=retry_failed)
     log.info("batch: %d jobs, %d already complete, %d to run (%d with changed inputs)", len(jobs),
              len(plan.reused), len(plan.todo), len(plan.changed))
-    bar = tqdm(plan.todo, desc="episodes", unit="ep", disable=not progress, leave=False)
-    for job in bar:
-        bar.set_postfix_str(job.name)
-        run_job(job, out_dir, process, plan.changed.get(job.name))
+    if executor is None:
+        from kinema4d_core.executors import LocalExecutor
+
+        executor = LocalExecutor()
+    executor.execute(plan, out_dir, process, progress=progress, total=len(jobs))
     return write_batch_report(jobs, out_dir, extra_report)
+
+
+def job_staging_pattern(name: str) -> str:
+    """Glob (in the batch folder) of the staging folders of job ``name`` (``run_job``)."""
+    return f".staging-job-{name}-" + "?" * 8
 
 
 def write_batch_report(jobs: Sequence[Job], out_dir: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -64,6 +64,30 @@ class PipelineConfig:
     rescale_to_stream: bool = False
 
 
+class JobProcessor:
+    """Base of the batch ``process`` objects: picklable (no closures), so a Ray actor gets one
+    copy and runs many jobs with it. ``resources`` (loaded robots, calibrations, backends, bags)
+    belong to the process that runs the jobs: they are never pickled, a copy in another process
+    makes its own on first use (one model per actor)."""
+
+    def __init__(self, resources: Resources | None = None) -> None:
+        self._resources = resources
+
+    @property
+    def resources(self) -> Resources:
+        if self._resources is None:
+            self._resources = Resources()
+        return self._resources
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_resources"] = None
+        return state
+
+    def __call__(self, job: Job, job_dir: Path) -> dict[str, Any]:
+        raise NotImplementedError
+
+
 def simulate_sensor_episode(episode: Any, cfg: PipelineConfig, job_dir: Path, camera: Any = None, *,
                             trajectory: Any = None, stream_K: np.ndarray | None = None,
                             max_extrapolation: float = 0.0, resources: Resources | None = None) -> dict[str, Any]:
@@ -224,6 +248,17 @@ def process_bag_job(job: Job, job_dir: Path, topics: Any, cfg: PipelineConfig,
     return simulate_sensor_episode(ep, cfg, job_dir, trajectory=traj,
                                    stream_K=bag_stream_K(bag, np.asarray(ep.rgb).shape[1:3]),
                                    max_extrapolation=p["tolerance"], resources=res)
+
+
+class BagJobProcessor(JobProcessor):
+    """Batch ``process`` of ``kinema4d replay``: ``process_bag_job`` with the topics and config."""
+
+    def __init__(self, topics: Any, cfg: PipelineConfig, resources: Resources | None = None) -> None:
+        super().__init__(resources)
+        self.topics, self.cfg = topics, cfg
+
+    def __call__(self, job: Job, job_dir: Path) -> dict[str, Any]:
+        return process_bag_job(job, job_dir, self.topics, self.cfg, self.resources)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -453,6 +488,17 @@ def process_sim_job(job: Job, job_dir: Path, cfg: PipelineConfig, resources: Res
     return summary
 
 
+class SimJobProcessor(JobProcessor):
+    """Batch ``process`` of ``kinema4d evaluate --sim-benchmark``: ``process_sim_job``."""
+
+    def __init__(self, cfg: PipelineConfig, resources: Resources | None = None) -> None:
+        super().__init__(resources)
+        self.cfg = cfg
+
+    def __call__(self, job: Job, job_dir: Path) -> dict[str, Any]:
+        return process_sim_job(job, job_dir, self.cfg, self.resources)
+
+
 # ----------------------------------------------------------------------------------------------
 # Backend comparison on shared simulated episodes
 # ----------------------------------------------------------------------------------------------
@@ -589,12 +635,36 @@ def process_recorded_sim_job(job: Job, job_dir: Path, episodes_dir: Path, cfg: P
     return summary
 
 
+class RecordSimProcessor(JobProcessor):
+    """Batch ``process`` recording the comparison's sim episodes at ``size`` (``record_sim_job``)."""
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.size = tuple(size)
+
+    def __call__(self, job: Job, job_dir: Path) -> dict[str, Any]:
+        return record_sim_job(job, job_dir, self.size)  # type: ignore[arg-type]
+
+
+class RecordedSimProcessor(JobProcessor):
+    """Batch ``process`` of one backend of a comparison (``process_recorded_sim_job``)."""
+
+    def __init__(self, episodes_dir: Path, cfg: PipelineConfig, camera: Any,
+                 resources: Resources | None = None) -> None:
+        super().__init__(resources)
+        self.episodes_dir, self.cfg, self.camera = Path(episodes_dir), cfg, camera
+
+    def __call__(self, job: Job, job_dir: Path) -> dict[str, Any]:
+        return process_recorded_sim_job(job, job_dir, self.episodes_dir, self.cfg, self.camera, self.resources)
+
+
 def run_backend_comparison(out_dir: str | Path, cfg: BenchmarkConfig, *, progress: bool = True,
-                           resources: Resources | None = None) -> dict[str, Any]:
+                           resources: Resources | None = None, executor: Any = None) -> dict[str, Any]:
     """Record ``cfg.n`` scripted sim episodes per task once (``OUT/sim_episodes/``), run them through
     every backend (``OUT/backends/<name>/``, each evaluated as by ``evaluate_directory``) and write
     the comparison ``OUT/comparison.json`` and ``OUT/comparison.md``. Every stage is resumable
-    (completion markers) and a failing episode or backend fails alone, with its reason."""
+    (completion markers) and a failing episode or backend fails alone, with its reason.
+    ``executor``: who runs the episodes (``executors.LocalExecutor`` by default, or ``RayExecutor``)."""
     from kinema4d_core.simworld.calibration import sim_camera_model
     from kinema4d_core.simworld.scene import SimConfig
 
@@ -617,7 +687,7 @@ def run_backend_comparison(out_dir: str | Path, cfg: BenchmarkConfig, *, progres
                        {"recording": {"size": list(size), "frames": cfg.n_frames}})
     log.info("comparison: %d episodes at %dx%d, backends %s", len(jobs), size[1], size[0],
              ", ".join(n for n, _ in cfg.backends))
-    run_batch(jobs, episodes_dir, lambda job, d: record_sim_job(job, d, size), retry_failed=cfg.retry_failed,
+    run_batch(jobs, episodes_dir, RecordSimProcessor(size), retry_failed=cfg.retry_failed, executor=executor,
               progress=progress, extra_report={"size": list(size), "frames": cfg.n_frames, "tasks": list(cfg.tasks),
                                                "policy": "scripted", "robot": cfg.robot})
     camera = sim_camera_model(SimConfig()).resized(*size)
@@ -630,8 +700,9 @@ def run_backend_comparison(out_dir: str | Path, cfg: BenchmarkConfig, *, progres
             continue
         pcfg = PipelineConfig(robot=cfg.robot, calibration="", backend=name, backend_options=options,
                               n_frames=cfg.n_frames, seed=cfg.seed, steps=cfg.steps, write_bag=False)
-        report = run_batch(with_inputs(jobs, pipeline_inputs(pcfg)), bdir, lambda job, d: process_recorded_sim_job(job, d, episodes_dir, pcfg, camera, res),
-                           retry_failed=cfg.retry_failed, progress=progress,
+        report = run_batch(with_inputs(jobs, pipeline_inputs(pcfg)), bdir,
+                           RecordedSimProcessor(episodes_dir, pcfg, camera, res),
+                           retry_failed=cfg.retry_failed, progress=progress, executor=executor,
                            extra_report={"backend": name, "role": _role(name),
                                          "size": list(size), "frames": cfg.n_frames, "steps": cfg.steps})
         res.release_backend(name, options)  # free a model's weights before the next backend

@@ -18,6 +18,15 @@ OUT/comparison.md and OUT/comparison.json: per backend and task the GT (sim phys
 simulated success rate with Wilson intervals, PSNR, SSIM, CD-L1, CD-L2, F-score@0.01, temporal
 metrics and seconds per episode; static-scene is marked as the baseline. kinema4d needs --base
 and --checkpoint. Resumable; a failing episode or backend fails alone.
+
+``--executor ray`` runs the episodes of --sim-benchmark (and of every backend of a comparison)
+on Ray: ``--workers N`` model replicas, each reserving ``--gpus-per-worker G`` and
+``--cpus-per-worker C``; a private cluster on 127.0.0.1 unless ``--address HOST:PORT`` names an
+existing one. Same outputs and tables as the local executor; resumable across executors.
+Example (4 GPUs, one 14B replica each):
+  kinema4d evaluate OUT --sim-benchmark 50 --backend kinema4d --base B --checkpoint C \
+      --executor ray --workers 4 --gpus-per-worker 1
+See docs/batch-evaluation.md (multi-GPU box, multi-node cluster, GPUs per replica).
 """
 
 from __future__ import annotations
@@ -26,7 +35,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from kinema4d_core.cli.replay import add_backend_args, backend_options, check_backend_args
+from kinema4d_core.cli.replay import (add_backend_args, add_executor_args, backend_options, check_backend_args,
+                                      executor_from_args)
 from kinema4d_core.errors import InputError
 from kinema4d_core.success import MIN_OBJECT_PIXELS
 
@@ -58,18 +68,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="comparison image size (default: the model backends' size, else 240 360)")
     p.add_argument("--retry-failed", action="store_true", help="rerun episodes that failed before")
     add_backend_args(p)
+    add_executor_args(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from kinema4d_core.evaluation import (PipelineConfig, SuccessCriteria, evaluate_directory, pipeline_inputs,
-                                          process_sim_job, run_batch, sim_jobs, with_inputs)
-    from kinema4d_core.resources import Resources
+    from kinema4d_core.evaluation import (PipelineConfig, SimJobProcessor, SuccessCriteria, evaluate_directory,
+                                          pipeline_inputs, run_batch, sim_jobs, with_inputs)
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    executor = executor_from_args(args)
+    if args.executor == "ray" and args.sim_benchmark is None:
+        raise InputError("--executor ray runs episodes; evaluating a finished folder runs none",
+                         field="--executor", fix="add --sim-benchmark N, or drop --executor ray")
     if args.backends is not None:
-        return _compare(args)
+        return _compare(args, executor)
     if args.size is not None:
         raise InputError("--size only applies to a comparison", field="--size", fix="add --backends, or drop --size")
     task = args.task
@@ -92,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
                              backend_options=backend_options(args), n_frames=args.frames, seed=args.seed,
                              steps=args.steps, write_bag=False)
         jobs = with_inputs(sim_jobs(args.sim_benchmark, args.tasks, n_frames=args.frames), pipeline_inputs(cfg))
-        resources = Resources()   # the model, loaded once for every episode
-        run_batch(jobs, args.dir, lambda job, d: process_sim_job(job, d, cfg, resources), progress=not args.quiet,
+        # the model is loaded once per process that runs episodes (this one, or each Ray worker)
+        run_batch(jobs, args.dir, SimJobProcessor(cfg), progress=not args.quiet, executor=executor,
                   retry_failed=args.retry_failed,
                   extra_report={"backend": args.backend, "robot": args.robot, "sim_benchmark": args.sim_benchmark})
     result = evaluate_directory(args.dir, criteria, robo4d_root=args.robo4d, with_lpips=not args.no_lpips,
@@ -106,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compare(args: argparse.Namespace) -> int:
+def _compare(args: argparse.Namespace, executor: object = None) -> int:
     from kinema4d_core.evaluation import BenchmarkConfig, run_backend_comparison
     from kinema4d_core.registry import backend_names, backend_spec, options_from_args
 
@@ -132,7 +146,7 @@ def _compare(args: argparse.Namespace) -> int:
                           size=tuple(args.size) if args.size else None, n_frames=args.frames, seed=args.seed,
                           steps=args.steps, robot=args.robot, with_lpips=not args.no_lpips,
                           retry_failed=args.retry_failed)
-    comparison = run_backend_comparison(args.dir, cfg, progress=not args.quiet)
+    comparison = run_backend_comparison(args.dir, cfg, progress=not args.quiet, executor=executor)
     from kinema4d_core.evaluation import comparison_markdown
 
     print(comparison_markdown(comparison))

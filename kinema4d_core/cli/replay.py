@@ -56,6 +56,46 @@ def check_backend_args(args: argparse.Namespace, backend: str | None = None) -> 
                          fix=f"pass {flags}, or use --backend static-scene")
 
 
+def add_executor_args(p: argparse.ArgumentParser) -> None:
+    """Where the episodes run: ``--executor local`` (default, this process) or ``ray``
+    (``kinema4d_core.executors``), shared by replay and evaluate."""
+    g = p.add_argument_group("executor (where the episodes run; see docs/batch-evaluation.md)")
+    g.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local: one after another in this process (default, needs no Ray); ray: on a Ray "
+                        "cluster, one model replica per worker, episodes as tasks, a dead worker replaced "
+                        "and its episode rerun")
+    g.add_argument("--address", default=None,
+                   help="ray: address HOST:PORT of an existing cluster (`ray start --head` printed it); "
+                        "default: start a private cluster on 127.0.0.1 for this run")
+    g.add_argument("--workers", type=int, default=1,
+                   help="ray: worker actors = model replicas running at once (default 1)")
+    g.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
+                   help="ray: GPUs each worker reserves (default 0; a 14B kinema4d replica needs 1, or 0.5 to share "
+                        "a 141 GB GPU; see docs/batch-evaluation.md)")
+    g.add_argument("--cpus-per-worker", type=float, default=1.0, metavar="C",
+                   help="ray: CPUs each worker reserves (default 1)")
+    g.add_argument("--node-ip-address", default="127.0.0.1",
+                   help="ray: this host's address in the cluster (default 127.0.0.1, loopback only; on a "
+                        "multi-node cluster this host's cluster-network address)")
+
+
+def executor_from_args(args: argparse.Namespace):  # -> LocalExecutor | RayExecutor
+    """The executor the flags ask for; ray-only flags without ``--executor ray`` are refused."""
+    from kinema4d_core.executors import make_executor
+
+    if args.executor == "local":
+        given = [f for f, v, d in (("--address", args.address, None), ("--workers", args.workers, 1),
+                                   ("--gpus-per-worker", args.gpus_per_worker, 0.0),
+                                   ("--cpus-per-worker", args.cpus_per_worker, 1.0),
+                                   ("--node-ip-address", args.node_ip_address, "127.0.0.1")) if v != d]
+        if given:
+            raise InputError(f"{', '.join(given)} only apply to the Ray executor", field=given[0],
+                             fix="add --executor ray, or drop them")
+    return make_executor(args.executor, address=args.address, workers=args.workers,
+                         gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
+                         node_ip_address=args.node_ip_address)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     from kinema4d_core.bags import BagTopics
 
@@ -87,6 +127,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-bag", action="store_true", help="do not write the rollout as a bag")
     p.add_argument("--bag-storage", default="mcap", choices=["mcap", "sqlite3"])
     p.add_argument("--retry-failed", action="store_true", help="rerun episodes that failed before")
+    add_executor_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -94,14 +135,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from kinema4d_core.bags import BagTopics
     from kinema4d_core.episodes import parse_episodes_by
-    from kinema4d_core.evaluation import (PipelineConfig, bag_jobs, pipeline_inputs, process_bag_job, run_batch,
-                                          with_inputs)
+    from kinema4d_core.evaluation import BagJobProcessor, PipelineConfig, bag_jobs, pipeline_inputs, run_batch, with_inputs
     from kinema4d_core.resources import Resources
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     if args.frames < 2:
         raise InputError(f"{args.frames} frames", field="--frames", fix="use at least 2 (49 for Kinema4D)")
     check_backend_args(args)
+    executor = executor_from_args(args)
     if not args.calibration.is_file():
         raise InputError(f"{args.calibration} does not exist", field="--calibration",
                          fix="pass a calibration YAML (see `kinema4d calibrate`)")
@@ -119,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     jobs = with_inputs(jobs, pipeline_inputs(cfg))   # fingerprints: a rerun recomputes what changed
     extra = {"bag_failures": bag_failures, "backend": args.backend, "robot": args.robot,
              "calibration": str(args.calibration), "frames": args.frames}
-    report = run_batch(jobs, args.out, lambda job, d: process_bag_job(job, d, topics, cfg, resources),
+    report = run_batch(jobs, args.out, BagJobProcessor(topics, cfg, resources), executor=executor,
                        retry_failed=args.retry_failed, progress=not args.quiet, extra_report=extra)
     counts = report["counts"]
     print(summary_text(report, bag_failures, args.out / "report.json"))
