@@ -382,6 +382,20 @@ def camera_model_to_info(camera: "CameraModel", stamp: Time | None = None) -> Ca
     return msg
 
 
+def intrinsics_to_info(K: np.ndarray, width: int, height: int, frame_id: str,
+                       stamp: Time | None = None) -> CameraInfo:
+    """Pinhole CameraInfo (no distortion) of a (3, 3) ``K`` for ``width`` x ``height`` pixels in
+    ``frame_id`` (the optical frame): the intrinsics of generated frames (``Rollout.K``)."""
+    K = np.asarray(K, dtype=np.float64).reshape(3, 3)
+    msg = CameraInfo(header=make_header(frame_id, stamp), height=int(height), width=int(width),
+                     distortion_model="plumb_bob")
+    msg.d = [0.0] * 5
+    msg.k = [float(v) for v in K.ravel()]
+    msg.r = [float(v) for v in np.eye(3).ravel()]
+    msg.p = [float(v) for v in np.hstack([K, np.zeros((3, 1))]).ravel()]
+    return msg
+
+
 def matrix_to_transform(T: np.ndarray, parent: str, child: str, stamp: Time | None = None) -> TransformStamped:
     """TransformStamped (header.frame_id = parent) of the 4x4 pose ``T_parent_child`` (metres)."""
     from scipy.spatial.transform import Rotation

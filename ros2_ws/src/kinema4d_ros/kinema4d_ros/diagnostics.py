@@ -3,6 +3,9 @@
 Nodes never crash on a bad message: they call ``Health.reject(kind, reason)`` (counted, logged
 at most once per ``log_period_s`` per kind, remembered as ``last_reason``) and keep running.
 ``Health.snapshot()`` is what the node publishes as std_msgs/String JSON on its status topic.
+``Diagnostics`` publishes the same counters as one diagnostic_msgs/DiagnosticStatus per node on
+``/diagnostics`` (~1 Hz): input rates (Hz, from the counters), drops and rejections with their last
+reason, and the node's own state (e.g. the inference model), level OK / WARN / ERROR.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ class Health:
         self.rejected: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()
         self.last_reason = ""
+        self.reject_reasons: dict[str, str] = {}
+        self.drop_reasons: dict[str, str] = {}
+        self.last_problem = ""             # the last rejection or drop, "kind: reason"
         self._last_log: dict[str, float] = {}
         self._suppressed: Counter[str] = Counter()
         self._latency_ms: deque[float] = deque(maxlen=300)
@@ -52,6 +58,8 @@ class Health:
         with self._lock:
             self.rejected[kind] += 1
             self.last_reason = f"{kind}: {reason}"
+            self.reject_reasons[kind] = reason
+            self.last_problem = f"rejected {kind}: {reason}"
         # Throttle per kind and per reason prefix: a flood of one problem logs once a period,
         # while a different problem (other field / other text) is still logged at once.
         self._maybe_log(f"reject:{kind}:{reason[:48]}", f"rejected {kind}: {reason}")
@@ -60,6 +68,8 @@ class Health:
         """Count a well-formed message dropped on purpose (stale, out of order, superseded)."""
         with self._lock:
             self.dropped[kind] += 1
+            self.drop_reasons[kind] = reason
+            self.last_problem = f"dropped {kind}: {reason}"
         self._maybe_log("drop:" + kind, f"dropped input ({kind}): {reason}")
 
     def snapshot(self, **extra: Any) -> dict[str, Any]:
@@ -93,3 +103,82 @@ def steady_timer(node, period_s: float, callback: Callable[[], None], **kwargs: 
     from rclpy.clock import Clock, ClockType
 
     return node.create_timer(period_s, callback, clock=Clock(clock_type=ClockType.STEADY_TIME), **kwargs)
+
+
+OK, WARN, ERROR = 0, 1, 2          # diagnostic_msgs/DiagnosticStatus levels
+
+
+class Diagnostics:
+    """One diagnostic_msgs/DiagnosticStatus for ``node`` on ``/diagnostics`` every ``period_s``.
+
+    - ``rate_hz.<counter>``: messages per second of each ``Health.count`` counter since the last
+      publish (input rates such as ``joint_states_received``);
+    - ``count.<counter>``, ``rejected.<kind>`` / ``reject_reason.<kind>``, ``dropped.<kind>`` /
+      ``drop_reason.<kind>``: totals and the last reason of each;
+    - ``state()`` (optional) returns ``(level, message, values)``: the node's own state (model
+      loaded, busy, playing...), ``values`` added as ``key: value``.
+
+    Level: the worst of ``state()``'s and WARN when messages were rejected or dropped since the
+    last publish (message: how many and the last reason); OK otherwise. Name: the node's fully
+    qualified name without the leading slash; hardware_id ``kinema4d``.
+    """
+
+    def __init__(self, node, health: Health, state: Callable[[], tuple[int, str, dict]] | None = None, *,
+                 period_s: float = 1.0, callback_group=None) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.qos import QoSProfile
+
+        self._node, self._health, self._state = node, health, state
+        self._pub = node.create_publisher(DiagnosticArray, "/diagnostics", QoSProfile(depth=10))
+        self._last_t = time.monotonic()
+        self._last_counts: Counter[str] = Counter()
+        self._last_bad = 0
+        self.timer = steady_timer(node, period_s, self.publish, callback_group=callback_group)
+
+    def status(self):
+        """The DiagnosticStatus now (and the rates are measured from the previous call)."""
+        from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+        h = self._health
+        now = time.monotonic()
+        with h._lock:
+            counts, rejected, dropped = Counter(h.counts), Counter(h.rejected), Counter(h.dropped)
+            rreasons, dreasons, last = dict(h.reject_reasons), dict(h.drop_reasons), h.last_problem
+        dt = max(now - self._last_t, 1e-6)
+        values: dict[str, Any] = {}
+        for name in sorted(counts):
+            values[f"rate_hz.{name}"] = round((counts[name] - self._last_counts[name]) / dt, 3)
+            values[f"count.{name}"] = counts[name]
+        for kind in sorted(rejected):
+            values[f"rejected.{kind}"] = rejected[kind]
+            values[f"reject_reason.{kind}"] = rreasons.get(kind, "")
+        for kind in sorted(dropped):
+            values[f"dropped.{kind}"] = dropped[kind]
+            values[f"drop_reason.{kind}"] = dreasons.get(kind, "")
+        values["rejected_total"] = sum(rejected.values())
+        values["dropped_total"] = sum(dropped.values())
+        level, message = OK, "ok"
+        if self._state is not None:
+            level, message, extra = self._state()
+            values.update(extra)
+        bad = values["rejected_total"] + values["dropped_total"]
+        new_bad = bad - self._last_bad
+        if new_bad > 0:
+            level = max(level, WARN)
+            message = f"{message}; {new_bad} input(s) rejected or dropped in the last {dt:.1f} s (last: {last})"
+        self._last_t, self._last_counts, self._last_bad = now, counts, bad
+        return DiagnosticStatus(level=bytes([level]), name=self._node.get_fully_qualified_name().lstrip("/"),
+                                message=message, hardware_id="kinema4d",
+                                values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+
+    def publish(self) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        try:
+            status = self.status()
+            msg = DiagnosticArray(status=[status])
+            msg.header.stamp = self._node.get_clock().now().to_msg()
+            self._pub.publish(msg)
+        except Exception as exc:  # noqa: BLE001 - diagnostics never take a node down (e.g. at shutdown)
+            if self._node.context.ok():
+                self._node.get_logger().warning(f"diagnostics not published: {type(exc).__name__}: {exc}")

@@ -41,6 +41,7 @@ from rosgraph_msgs.msg import Clock
 from std_msgs.msg import String
 
 from kinema4d_core.errors import ConfigError
+from kinema4d_ros.diagnostics import ERROR, OK, Diagnostics, Health
 from kinema4d_ros.node_main import run_node
 from kinema4d_ros.params import ParamSpec, declare_params
 from kinema4d_ros.qos import LATCHED
@@ -130,13 +131,23 @@ class BagPlayer(Node):
         self.status_pub = self.create_publisher(String, "bag_player/status", LATCHED)
         self.published = 0
         self.loops = 0
+        self.state, self.failure = "waiting", ""
+        self.health = Health(lambda text: self.get_logger().warning(text))
+        self.diagnostics = Diagnostics(self, self.health, self._diagnostic_state)
         self._stop_event = threading.Event()
         self._play_thread = threading.Thread(target=self._play, daemon=True)
         self._play_thread.start()
         self.get_logger().info(f"playing {self.bag_path} ({len(self.pubs)} topics) at rate {self.rate}"
                                f"{', looping' if self.loop else ''}")
 
+    def _diagnostic_state(self) -> tuple[int, str, dict]:
+        values = {"state": self.state, "loops": self.loops, "published": self.published, "bag_path": self.bag_path}
+        if self.state == "failed":
+            return ERROR, f"playback failed: {self.failure}", values
+        return OK, f"{self.state}: {self.published} messages from {self.bag_path}", values
+
     def _send_status(self, state: str) -> None:
+        self.state = state
         self.status_pub.publish(String(data=json.dumps({"state": state, "loops": self.loops,
                                                         "published": self.published})))
 
@@ -180,6 +191,7 @@ class BagPlayer(Node):
                     self._send_clock(t_ns)
                     self.pubs[topic].publish(raw)
                     self.published += 1
+                    self.health.count("published")
                 self.loops += 1
                 if bag_t0 is None:              # nothing to play: looping would spin without end
                     self.get_logger().warning("the selected topics hold no messages")
@@ -190,6 +202,7 @@ class BagPlayer(Node):
         except Exception as exc:  # noqa: BLE001 - reported on the status topic, the node stays up
             reason = str(exc) if isinstance(exc, Kinema4DError) else f"{type(exc).__name__}: {exc}"
             self.get_logger().error(f"playback stopped: {reason}")
+            self.failure = reason
             self._send_status("failed")
             return
         self._send_status("finished")

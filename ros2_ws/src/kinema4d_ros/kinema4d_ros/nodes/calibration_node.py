@@ -60,7 +60,7 @@ from kinema4d_ros import qos
 from kinema4d_ros.camera_tf import CAMERA_TF_PARAMS, TfTree, camera_transforms
 from kinema4d_ros.conversions import (image_subscription_topic, image_to_numpy, image_to_rgb, matrix_to_transform,
                                       numpy_to_image, stamp_to_seconds)
-from kinema4d_ros.diagnostics import Health, steady_timer
+from kinema4d_ros.diagnostics import OK, WARN, Diagnostics, Health, steady_timer
 from kinema4d_ros.joint_input import JointInput
 from kinema4d_ros.node_main import run_node
 from kinema4d_ros.params import (IMAGE_TRANSPORT, JOINT_INPUT_PARAMS, RESCALE_TO_STREAM, STAMP_PARAMS, ParamSpec,
@@ -149,6 +149,12 @@ class CalibrationNode(Node):
                          callback_group=MutuallyExclusiveCallbackGroup())
         self._publish_tf()
         self._publish_status()
+        self.diagnostics = Diagnostics(self, self.health, lambda: (
+            OK if self._tf_published is not None else WARN,
+            ("" if self._tf_published is not None else "camera TF not published yet (see the log); ")
+            + f"{self.camera.parent_frame} -> {self.camera.child_frame} from {self.p['calibration_file']}",
+            {"calibration_file": self.p["calibration_file"], "views_captured": len(self.views),
+             "unsaved": self.unsaved}))
         self.get_logger().info(
             f"calibration ready: {self.camera.parent_frame} -> {self.camera.child_frame} from "
             f"{self.p['calibration_file']}; board {self.board.squares_x}x{self.board.squares_y} {self.board.dictionary}")

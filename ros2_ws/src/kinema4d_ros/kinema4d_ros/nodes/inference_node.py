@@ -9,8 +9,10 @@
 | sub | `joint_states` (each of `joint_state_topics`) | sensor_msgs/JointState, merged by name and stamp (kinema4d_ros.joint_input), recorded between record/start and record/stop | sensor data |
 | srv | `kinema4d/record/start` | std_srvs/Trigger: start collecting joint states (+ the current camera frame) | |
 | srv | `kinema4d/record/stop` | std_srvs/Trigger: stop and simulate the recording; message = JSON {run_id, output_dir} | |
-| pub | `kinema4d/prediction/image` | sensor_msgs/Image rgb8, one per generated frame | reliable, keep last 2 |
-| pub | `kinema4d/prediction/points` | sensor_msgs/PointCloud2 x y z rgb, metres, camera optical frame | reliable, keep last 2 |
+| pub | `kinema4d/prediction/image` | sensor_msgs/Image rgb8, one per generated frame, stamped start + frame time (see below) | reliable, keep last 50 |
+| pub | `kinema4d/prediction/camera_info` | sensor_msgs/CameraInfo of each generated frame (same stamp, optical frame id, the rollout's K) | reliable, keep last 50 |
+| pub | `kinema4d/prediction/points` | sensor_msgs/PointCloud2 x y z rgb, metres, camera optical frame, same stamp | reliable, keep last 50 |
+| pub | `/diagnostics` | diagnostic_msgs/DiagnosticArray ~1 Hz: input rates, drops with reasons, model state (kinema4d_ros.diagnostics) | reliable, keep last 10 |
 | pub | `kinema4d/run_done` | std_msgs/String JSON: the result of every finished job (goal or recording) | reliable, transient local |
 | pub | `kinema4d/inference/status` | std_msgs/String JSON: counters, busy, last rejection reason | reliable, transient local |
 
@@ -29,6 +31,7 @@
 | image_transport / depth_transport | raw / raw | compressed: `<image topic>/compressed`; compressedDepth: `<depth topic>/compressedDepth` (read-only) |
 | rescale_to_stream | false | an image / camera_info of another size than the calibration: refused (false) or the calibration rescaled (true) |
 | publish_prediction | true | publish the generated frames on kinema4d/prediction/* |
+| prediction_timing | stamped | stamped: all frames at once, frame i stamped start + t_i; realtime: frame i published at start + t_i (wall clock), same stamps |
 | points_stride | 2 | pixel stride of the published prediction point clouds |
 | write_points | true | also write points/frame_XXX.ply into the run folder |
 | max_record_samples | 20000 | joint states kept per recording (later ones are dropped and counted) |
@@ -42,6 +45,12 @@ REJECTED (the client sees ``accepted == False`` and the node logs which run is b
 record/stop while busy answers success=false. Invalid goals are accepted and then aborted with a
 result whose ``message`` names the field, the problem and the fix. Run folders appear
 atomically: everything is written into ``<output_root>/.<run-id>.partial`` and renamed.
+
+Prediction timing: frame i is stamped ``start + t_i`` where start is the node clock when
+publishing begins and ``t_i`` the frame's time in the episode (``prediction_times``: the recorded
+frame stamps or the trajectory's times, relative to the first; ``i / 12 fps`` when the trajectory
+has no times), so RViz, Foxglove and rosbag2 play the prediction back at its real rate. Image,
+camera_info and points of one frame share the stamp and the optical frame id.
 """
 
 from __future__ import annotations
@@ -61,6 +70,8 @@ import numpy as np
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
+from rclpy.duration import Duration
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -71,15 +82,34 @@ from kinema4d_core.rollout import frame_points
 from kinema4d_interfaces.action import Simulate
 from kinema4d_ros import qos
 from kinema4d_ros.camera_tf import CALIBRATION_SOURCE_PARAMS, CameraPose
-from kinema4d_ros.conversions import (image_subscription_topic, image_to_depth, image_to_rgb, numpy_to_image,
-                                      points_to_cloud, stamp_to_seconds, stream_camera)
-from kinema4d_ros.diagnostics import Health, steady_timer
+from kinema4d_ros.conversions import (image_subscription_topic, image_to_depth, image_to_rgb, intrinsics_to_info,
+                                      numpy_to_image, points_to_cloud, stamp_to_seconds, stream_camera)
+from kinema4d_ros.diagnostics import OK, WARN, Diagnostics, Health, steady_timer
 from kinema4d_ros.joint_input import JointInput
 from kinema4d_ros.node_main import run_node
 from kinema4d_ros.params import (DEPTH_TRANSPORT, IMAGE_TRANSPORT, JOINT_INPUT_PARAMS, RESCALE_TO_STREAM, STAMP_PARAMS,
                                  ParamSpec, declare_params, optional_calibration)
 
 BACKENDS = backend_names()
+
+#: Prediction streams: reliable and deep enough for one whole prediction published at once
+#: (stamped timing), so a recorder (rosbag2) or viewer gets every frame.
+PREDICTION_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE,
+                            durability=DurabilityPolicy.VOLATILE)
+PREDICTION_FPS = 12.0    # frame rate of a prediction whose trajectory has no times (the videos' rate)
+
+
+def prediction_times(rollout) -> np.ndarray:
+    """(T,) seconds of each generated frame relative to the first: the episode's frame stamps
+    (recorded camera frames, or the trajectory's times resampled) when there are T strictly
+    increasing ones, else ``i / PREDICTION_FPS``."""
+    n = len(rollout.rgb)
+    stamps = (rollout.metadata.get("episode") or {}).get("frame_stamps")
+    if stamps is not None and len(stamps) == n:
+        t = np.asarray(stamps, dtype=np.float64)
+        if n < 2 or np.all(np.diff(t) > 0):
+            return t - t[0]
+    return np.arange(n, dtype=np.float64) / PREDICTION_FPS
 
 PARAMS = (
     ParamSpec("robot", "panda", "Robot config name (urdf/<name>.yaml) or path to a robot yaml.", read_only=True),
@@ -112,6 +142,8 @@ PARAMS = (
     DEPTH_TRANSPORT,
     RESCALE_TO_STREAM,
     ParamSpec("publish_prediction", True, "Publish generated frames on kinema4d/prediction/*."),
+    ParamSpec("prediction_timing", "stamped", "stamped: publish all frames at once, stamped start + frame time; "
+              "realtime: also publish each frame at that time (wall clock).", choices=("stamped", "realtime")),
     ParamSpec("points_stride", 2, "Pixel stride of the published prediction point clouds.", min=1, max=64),
     ParamSpec("write_points", True, "Write points/frame_XXX.ply into each run folder."),
     ParamSpec("max_record_samples", 20000, "Joint states kept per recording (later ones are dropped).",
@@ -172,8 +204,9 @@ class InferenceNode(Node):
                                  callback_group=group)
         self.joints = JointInput(self, self.robot, self.p, self.health, self._on_joints, callback_group=group,
                                  on_reset=self._on_stamp_reset)
-        self.pub_image = self.create_publisher(Image, "kinema4d/prediction/image", qos.STREAM_OUT)
-        self.pub_points = self.create_publisher(PointCloud2, "kinema4d/prediction/points", qos.STREAM_OUT)
+        self.pub_image = self.create_publisher(Image, "kinema4d/prediction/image", PREDICTION_QOS)
+        self.pub_info = self.create_publisher(CameraInfo, "kinema4d/prediction/camera_info", PREDICTION_QOS)
+        self.pub_points = self.create_publisher(PointCloud2, "kinema4d/prediction/points", PREDICTION_QOS)
         self.pub_done = self.create_publisher(String, "kinema4d/run_done", qos.LATCHED)
         self.pub_status = self.create_publisher(String, "kinema4d/inference/status", qos.LATCHED)
         self.create_service(Trigger, "kinema4d/record/start", self._on_record_start, callback_group=group)
@@ -182,6 +215,8 @@ class InferenceNode(Node):
                                    goal_callback=self._on_goal, cancel_callback=lambda _h: CancelResponse.ACCEPT,
                                    callback_group=group)
         steady_timer(self, 0.5, self._publish_status, callback_group=group)
+        self._stage = "idle"                    # the running job's stage (feedback), for /diagnostics
+        self.diagnostics = Diagnostics(self, self.health, self._diagnostic_state, callback_group=group)
         self.get_logger().info(f"inference ready: backend={self.backend.name} robot={self.robot.config.name} "
                                f"output_root={self.p['output_root']} images={self._image_topic} "
                                f"depth={self._depth_topic}")
@@ -361,9 +396,6 @@ class InferenceNode(Node):
 
             try:
                 feedback("preparing", 0, 0)
-                if goal.use_recorded:
-                    raise InputError("use_recorded goals are not supported by the action", field="goal.use_recorded",
-                                     fix="use kinema4d/record/start and kinema4d/record/stop")
                 traj = self._trajectory_from_goal(goal)
                 options = {"seed": goal.seed, "steps": goal.steps, "guidance": goal.guidance,
                            "guidance_mode": goal.guidance_mode}
@@ -408,9 +440,21 @@ class InferenceNode(Node):
             return tj.from_positions(self.robot, names, np.asarray(rows, dtype=np.float64),
                                      np.asarray(stamps) if use_stamps else None)
         poses = []
-        for ps in goal.ee_poses:
+        base = self.robot.config.base_frame
+        for i, ps in enumerate(goal.ee_poses):
             p, o = ps.pose.position, ps.pose.orientation
-            poses.append(tj.pose_from_position_quaternion([p.x, p.y, p.z], [o.x, o.y, o.z, o.w]))
+            pose = tj.pose_from_position_quaternion([p.x, p.y, p.z], [o.x, o.y, o.z, o.w])
+            frame = ps.header.frame_id.lstrip("/")
+            if frame and frame != base:
+                T_base_frame = self.pose.tree.lookup(base, frame)
+                if T_base_frame is None:
+                    raise InputError(f"ee_poses[{i}] is in frame '{frame}', not the robot base frame '{base}', and "
+                                     f"TF has no transform from '{base}' to '{frame}'",
+                                     field="goal.ee_poses.header.frame_id",
+                                     fix=f"give the poses in '{base}' (or leave frame_id empty), or publish TF "
+                                         f"connecting '{frame}' to '{base}' (/tf or /tf_static)")
+                pose = T_base_frame @ pose
+            poses.append(pose)
         gripper = np.asarray(goal.gripper, dtype=np.float64) if len(goal.gripper) else None
         if gripper is not None and len(gripper) != len(poses):
             raise InputError(f"{len(gripper)} gripper values for {len(poses)} poses", field="goal.gripper",
@@ -459,14 +503,23 @@ class InferenceNode(Node):
                               guidance=float(o.get("guidance") or self.p["guidance"]),
                               guidance_mode=str(o.get("guidance_mode") or self.p["guidance_mode"]))
 
+    def _tracking_stage(self, progress: Callable) -> Callable:
+        """``progress`` that also remembers the stage for /diagnostics."""
+        def tracked(stage: str, step: int, total: int) -> None:
+            self._stage = f"{stage} {step}/{total}" if total else stage
+            progress(stage, step, total)
+        return tracked
+
     def _run_and_report(self, job: Job, progress: Callable, should_cancel: Callable[[], bool]) -> dict:
         """Run ``job``; always returns a summary dict and publishes it on kinema4d/run_done."""
         from kinema4d_core.service import Cancelled, prepare_episode, simulate_episode
 
+        progress = self._tracking_stage(progress)       # the stage also goes to /diagnostics
         started = time.perf_counter()
         self.get_logger().info(f"run {job.run_id} ({job.source}): generating with {self.backend.name}")
         try:
-            prepared = prepare_episode(self._request(job, progress), self.backend)
+            request = self._request(job, progress)
+            prepared = prepare_episode(request, self.backend)
             if should_cancel():
                 raise Cancelled("cancelled after projection")
             rollout = simulate_episode(prepared, self.backend, progress=progress, should_cancel=should_cancel)
@@ -478,13 +531,18 @@ class InferenceNode(Node):
             self._write_run(job, rollout)
             fitted = rollout.metric_fit_residual[np.isfinite(rollout.metric_fit_residual)]
             residual = float(fitted.mean()) if fitted.size else -1.0   # -1: no fit (e.g. the baseline)
+            times = prediction_times(rollout)
             summary = self._summary(job.run_id, job.source, "succeeded", f"wrote {job.output_dir}",
                                     output_dir=str(job.output_dir), frames=int(len(rollout.rgb)),
+                                    files=sorted(str(p.relative_to(job.output_dir))
+                                                 for p in job.output_dir.rglob("*") if p.is_file()),
                                     duration_s=time.perf_counter() - started,
-                                    metric_fit_residual_mean=residual)
+                                    metric_fit_residual_mean=residual, seed=int(request.seed),
+                                    steps=int(prepared.info.get("steps") or 0),
+                                    frame_period_s=float(times[-1] / (len(times) - 1)) if len(times) > 1 else 0.0)
             if self.p["publish_prediction"]:
                 progress("publishing", 0, len(rollout.rgb))
-                self._publish_prediction(rollout, job.frame_id)
+                self._publish_prediction(rollout, job.frame_id, should_cancel)
         except Cancelled:
             summary = self._summary(job.run_id, job.source, "canceled", "cancelled on request",
                                     duration_s=time.perf_counter() - started)
@@ -521,18 +579,32 @@ class InferenceNode(Node):
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def _publish_prediction(self, rollout, frame_id: str) -> None:
-        stamp = self.get_clock().now().to_msg()
+    def _publish_prediction(self, rollout, frame_id: str, should_cancel: Callable[[], bool] = lambda: False) -> None:
+        """Publish the frames as a timed sequence (module docstring): image, camera_info and points
+        of frame i stamped start + t_i in ``frame_id`` (the optical frame)."""
+        start = self.get_clock().now()
+        wall0 = time.monotonic()
+        realtime = self.p["prediction_timing"] == "realtime"
         stride = int(self.p["points_stride"])
-        for t in range(len(rollout.rgb)):
-            self.pub_image.publish(numpy_to_image(rollout.rgb[t], "rgb8", frame_id, stamp))
-            xyz, rgb = frame_points(rollout.pointmap[t][::stride, ::stride], rollout.rgb[t][::stride, ::stride])
+        h, w = rollout.rgb.shape[1:3]
+        for i, t_i in enumerate(prediction_times(rollout)):
+            if realtime:
+                delay = wall0 + t_i - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                if should_cancel():
+                    return
+            stamp = (start + Duration(nanoseconds=int(round(t_i * 1e9)))).to_msg()
+            self.pub_image.publish(numpy_to_image(rollout.rgb[i], "rgb8", frame_id, stamp))
+            self.pub_info.publish(intrinsics_to_info(rollout.K, w, h, frame_id, stamp))
+            xyz, rgb = frame_points(rollout.pointmap[i][::stride, ::stride], rollout.rgb[i][::stride, ::stride])
             self.pub_points.publish(points_to_cloud(xyz, frame_id, stamp, rgb))
 
     def _summary(self, run_id: str, source: str, status: str, message: str, **kw: Any) -> dict:
         out = {"run_id": run_id, "source": source, "success": status == "succeeded", "status": status,
-               "message": message, "output_dir": "", "frames": 0, "duration_s": 0.0, "backend": self.backend.name,
-               "metric_fit_residual_mean": -1.0}
+               "message": message, "output_dir": "", "files": [], "frames": 0, "duration_s": 0.0,
+               "backend": self.backend.name, "metric_fit_residual_mean": -1.0, "seed": 0, "steps": 0,
+               "frame_period_s": 0.0}
         out.update(kw)
         return out
 
@@ -548,9 +620,12 @@ class InferenceNode(Node):
     @staticmethod
     def _result(summary: dict) -> Simulate.Result:
         return Simulate.Result(success=summary["success"], status=summary["status"], message=summary["message"],
-                               output_dir=summary["output_dir"], frames=int(summary["frames"]),
+                               run_id=summary["run_id"], output_dir=summary["output_dir"],
+                               files=list(summary["files"]), frames=int(summary["frames"]),
                                duration_s=float(summary["duration_s"]), backend=summary["backend"],
-                               metric_fit_residual_mean=float(summary["metric_fit_residual_mean"]))
+                               metric_fit_residual_mean=float(summary["metric_fit_residual_mean"]),
+                               seed=int(summary["seed"]), steps=int(summary["steps"]),
+                               frame_period_s=float(summary["frame_period_s"]))
 
     def _publish_status(self) -> None:
         with self._lock:
@@ -558,6 +633,21 @@ class InferenceNode(Node):
         self.pub_status.publish(String(data=self.health.to_json(
             node=self.get_name(), backend=self.backend.name, busy=busy, recording_samples=recording,
             has_image=self._image is not None)))
+
+    def _diagnostic_state(self) -> tuple[int, str, dict]:
+        """Model state for /diagnostics: backend loaded, busy (run id and stage), inputs present."""
+        with self._lock:
+            busy = self._busy
+        values = {"backend": self.backend.name, "model_loaded": True, "busy": busy or "",
+                  "stage": self._stage if busy else "idle", "has_image": self._image is not None,
+                  "has_calibration": self.camera is not None, "output_root": self.p["output_root"]}
+        if self.camera is None:
+            return WARN, "cannot simulate: no calibration (set the calibration_file parameter)", values
+        if self._image is None:
+            return WARN, f"cannot simulate yet: no image on {self._image_topic}", values
+        if busy:
+            return OK, f"{self.backend.name}: running {busy} ({values['stage']})", values
+        return OK, f"{self.backend.name} loaded, idle", values
 
     def close(self) -> None:
         for t in self._threads:

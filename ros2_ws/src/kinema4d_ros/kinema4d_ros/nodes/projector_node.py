@@ -52,7 +52,7 @@ from kinema4d_core.errors import ConfigError, Kinema4DError
 from kinema4d_ros import qos
 from kinema4d_ros.camera_tf import CALIBRATION_SOURCE_PARAMS, CameraPose
 from kinema4d_ros.conversions import image_to_cdr, points_to_cloud_cdr, stamp_to_seconds, stream_camera
-from kinema4d_ros.diagnostics import Health, steady_timer
+from kinema4d_ros.diagnostics import OK, WARN, Diagnostics, Health, steady_timer
 from kinema4d_ros.joint_input import JointInput
 from kinema4d_ros.node_main import run_node
 from kinema4d_ros.params import (JOINT_INPUT_PARAMS, RESCALE_TO_STREAM, STAMP_PARAMS, ParamSpec, declare_params,
@@ -118,6 +118,7 @@ class ProjectorNode(Node):
                                  strict=self.p["strict_joint_names"])
         self.create_subscription(CameraInfo, "camera/camera_info", self._on_camera_info, qos.SENSOR_IN)
         steady_timer(self, self.p["status_period_s"], self._publish_status)
+        self.diagnostics = Diagnostics(self, self.health, self._diagnostic_state)
         self._worker = threading.Thread(target=self._work, name="projector-render", daemon=True)
         self._worker.start()
         self.get_logger().info(
@@ -246,6 +247,13 @@ class ProjectorNode(Node):
         self.pub_status.publish(String(data=self.health.to_json(
             node=self.get_name(), robot=self.robot.config.name,
             camera=None if cam is None else {"width": cam.width, "height": cam.height, "frame_id": cam.child_frame})))
+
+    def _diagnostic_state(self) -> tuple[int, str, dict]:
+        cam = self._camera
+        if cam is None:
+            return WARN, f"not projecting: {self._no_camera_reason}", {"robot": self.robot.config.name}
+        return OK, f"projecting {self.robot.config.name} into {cam.child_frame} ({cam.width}x{cam.height})", {
+            "robot": self.robot.config.name, "frame_id": cam.child_frame}
 
     def close(self) -> None:
         with self._lock:

@@ -48,7 +48,7 @@ from tf2_msgs.msg import TFMessage
 from kinema4d_core.errors import ConfigError, InputError
 from kinema4d_ros import qos
 from kinema4d_ros.conversions import matrix_to_transform
-from kinema4d_ros.diagnostics import Health, steady_timer
+from kinema4d_ros.diagnostics import OK, Diagnostics, Health, steady_timer
 from kinema4d_ros.node_main import run_node
 from kinema4d_ros.params import ParamSpec, declare_params
 
@@ -170,6 +170,9 @@ class RobotStateNode(Node):
         self._flush_timer = None
         self._make_flush_timer()
         steady_timer(self, self.p["status_period_s"], self._publish_status)
+        self.diagnostics = Diagnostics(self, self.health, lambda: (
+            OK, f"publishing TF of {cfg.name} (base {cfg.base_frame})",
+            {"robot": cfg.name, "base_frame": cfg.base_frame, "movable_joints": len(self.movable_edges)}))
 
         self.pub_description.publish(String(data=self.description))
         static = transforms_msgs(self.robot.frame_poses(self._q), self.fixed_edges, self.get_clock().now().to_msg())

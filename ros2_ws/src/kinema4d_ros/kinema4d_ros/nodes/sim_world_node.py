@@ -45,6 +45,7 @@ from std_srvs.srv import Trigger
 from kinema4d_core.errors import Kinema4DError
 from kinema4d_ros import qos
 from kinema4d_ros.conversions import camera_model_to_info, make_header, numpy_to_image, seconds_to_stamp
+from kinema4d_ros.diagnostics import OK, WARN, Diagnostics, Health
 from kinema4d_ros.node_main import run_node
 from kinema4d_ros.params import ParamSpec, declare_params
 
@@ -71,6 +72,8 @@ class SimWorldNode(Node):
         self._ready = threading.Event()
         self._init_error: Exception | None = None
         self._clock_offset = 0.0      # sim seconds of all finished episodes / idle frames
+        self.health = Health(lambda text: self.get_logger().warning(text))
+        self._last_error = ""
         self.pub_joints = self.create_publisher(JointState, "joint_states", 10)
         self.pub_rgb = self.create_publisher(Image, "camera/image_raw", qos.STREAM_OUT)
         self.pub_depth = self.create_publisher(Image, "camera/depth/image_raw", qos.STREAM_OUT)
@@ -85,6 +88,7 @@ class SimWorldNode(Node):
         self._ready.wait(120.0)
         if self._init_error is not None:
             raise self._init_error
+        self.diagnostics = Diagnostics(self, self.health, self._diagnostic_state)
         self.get_logger().info(f"sim world ready: {self.params['width']}x{self.params['height']} at "
                                f"{self.params['rate_hz']} Hz, task {self.params['task']}")
 
@@ -168,16 +172,19 @@ class SimWorldNode(Node):
         try:
             episode = self.world.run_episode(task, n_frames, seed, on_frame=on_frame)
             box["summary"] = episode.summary()
+            self._last_error = ""
             self._clock_offset = offset + float(episode.stamps[-1]) + period
             self.get_logger().info(f"episode done: {json.dumps(box['summary'])}")
         except Kinema4DError as exc:
             box["error"] = str(exc)
             self.get_logger().error(f"episode failed: {exc}")
+            self._last_error = box["error"]
         except Exception as exc:  # noqa: BLE001 - answered in the service response; the worker stays up
             if self._shutting_down():
                 box["error"] = "node is shutting down"      # Ctrl-C mid-episode: publishers are gone
             else:
                 box["error"] = f"{type(exc).__name__}: {exc}"
+                self._last_error = box["error"]
                 self.get_logger().error(f"episode failed: {box['error']}\n{traceback.format_exc()}")
         finally:
             if done is not None:
@@ -208,6 +215,14 @@ class SimWorldNode(Node):
             pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = (float(v) for v in p[3:])
             poses.poses.append(pose)
         self.pub_poses.publish(poses)
+        self.health.count("frames_published")
+
+    def _diagnostic_state(self) -> tuple[int, str, dict]:
+        values = {"task": self.params["task"], "rate_hz_target": float(self.params["rate_hz"]),
+                  "last_error": self._last_error}
+        if self._last_error:
+            return WARN, f"last episode failed: {self._last_error}", values
+        return OK, f"publishing the sim world at {self.params['rate_hz']} Hz", values
 
     def close(self) -> None:
         self._stop.set()
