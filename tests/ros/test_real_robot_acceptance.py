@@ -12,7 +12,8 @@ static-scene backend, must
 
 - honour the user's domain (printed) and not start robot_state_node;
 - add exactly one transform (base -> camera_link): no frame with two parents, none published twice;
-- render robot pointmaps (calibration read from TF), keep them flowing after a future-stamped
+- render robot pointmaps (calibration from the file here; reading it from TF is
+  tests/ros/test_tf_fit.py's job), keep them flowing after a future-stamped
   joint state (dropped, counted), and answer a Simulate goal with a complete run folder whose first
   frame is the camera's jpeg and whose depth is the 16UC1 millimetres in metres.
 """
@@ -102,7 +103,7 @@ def test_bringup_real_on_an_fr3_realsense_lab_graph(ros_env, tmp_path, repo_root
     with open(out, "wb") as f:
         runner = subprocess.Popen(
             [executable("kinema4d-ros"), "bringup", "real", "--calibration", str(cal_path),
-             "--calibration-source", "tf", "--camera-mount-frame", "camera_link",
+             "--calibration-source", "file", "--camera-mount-frame", "camera_link",
              "--joint-name-prefix", "fr3_:panda_", "--gripper-joint-states-topic", GRIPPER_TOPIC,
              "--image-topic", IMAGE_TOPIC, "--image-transport", "compressed", "--depth-topic", DEPTH_TOPIC,
              "--camera-info-topic", INFO_TOPIC, "--backend", "static-scene",
