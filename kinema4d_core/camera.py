@@ -435,27 +435,7 @@ def _extrinsics(node: Any, path: Path) -> tuple[np.ndarray, str, str]:
             raise ConfigError("missing field", field=f"{where}.{key}",
                               fix="extrinsics needs parent_frame, child_frame, translation [x,y,z] "
                                   "and rotation [qx,qy,qz,qw] (camera optical frame in the base frame)")
-    try:
-        t = np.asarray(node["translation"], dtype=np.float64)
-        q = np.asarray(node["rotation"], dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ConfigError("translation and rotation must be lists of numbers", field=where,
-                          fix="translation: [x, y, z], rotation: [qx, qy, qz, qw]") from None
-    if t.shape != (3,) or not np.all(np.isfinite(t)):
-        raise ConfigError(f"must be 3 finite numbers [x, y, z] in metres, got shape {t.shape}",
-                          field=f"{where}.translation", fix="write translation: [x, y, z]")
-    if q.shape != (4,) or not np.all(np.isfinite(q)):
-        raise ConfigError(f"must be 4 finite numbers [qx, qy, qz, qw], got shape {q.shape}",
-                          field=f"{where}.rotation", fix="write rotation: [qx, qy, qz, qw] (scalar last)")
-    norm = float(np.linalg.norm(q))
-    if abs(norm - 1.0) > QUATERNION_NORM_TOL:
-        raise ConfigError(f"quaternion norm is {norm:.9f}, not 1 (tolerance {QUATERNION_NORM_TOL})",
-                          field=f"{where}.rotation",
-                          fix="write a unit quaternion [qx, qy, qz, qw] (scalar last) with full precision")
-    T = np.eye(4)
-    T[:3, :3] = _rotation_from_quaternion(q / norm)
-    T[:3, 3] = t
-    return T, str(node["parent_frame"]), str(node["child_frame"])
+    return _pose(node, where), str(node["parent_frame"]), str(node["child_frame"])
 
 
 def _whole_number(value: Any) -> int:
