@@ -123,3 +123,19 @@ def publish_until(publisher: Any, make_msg: Callable[[], Any], predicate: Callab
         except AssertionError:
             continue
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def stop_group(proc: "subprocess.Popen") -> None:
+    """Stop a process started with ``start_new_session=True`` like Ctrl-C would (SIGINT to its
+    group), then SIGKILL after 30 s."""
+    import os
+    import signal
+    import subprocess
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

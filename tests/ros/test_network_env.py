@@ -7,8 +7,6 @@ ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST), so everything stays on loopback.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 
@@ -18,7 +16,7 @@ from kinema4d_ros import graph
 from kinema4d_ros.bringup import bringup_env, build_parser
 from kinema4d_ros.ros_env import DOMAIN_MAX, DOMAIN_MIN, describe_env, loopback_env, pick_domain_id, user_env
 from tests.conftest import next_domain_id
-from tests.ros.rosproc import RosClient, executable, wait_for
+from tests.ros.rosproc import RosClient, executable, stop_group, wait_for
 
 USER = {"ROS_DOMAIN_ID": "42", "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET", "RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp",
         "FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/lab/fastdds.xml", "ROS_STATIC_PEERS": "10.0.0.7", "HOME": "/home/u"}
@@ -110,10 +108,4 @@ def test_bringup_real_joins_the_users_domain_and_only_that_one(lab_env, tmp_path
         for client in (lab, other):
             if client is not None:
                 client.close()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_group(proc)

@@ -21,8 +21,6 @@ static-scene backend, must
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -32,7 +30,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.ros.rosproc import RosClient, executable, publish_until, wait_for
+from tests.ros.rosproc import RosClient, executable, publish_until, stop_group, wait_for
 from tests.ros.test_tf_fit import TfRecorder
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -57,14 +55,7 @@ def _fr3_calibration(repo_root: Path, path: Path) -> Path:
     return path
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+_stop = stop_group
 
 
 def test_bringup_real_on_an_fr3_realsense_lab_graph(ros_env, tmp_path, repo_root):

@@ -12,8 +12,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.ros.rosproc import NodeProcess, RosClient, executable, wait_for
+from tests.ros.rosproc import NodeProcess, RosClient, executable, stop_group, wait_for
 
 pytestmark = pytest.mark.ros
 
@@ -149,13 +147,7 @@ def test_bringup_real_fits_the_robot_computers_tf_tree(ros_env, tmp_path, repo_r
         if client is not None:
             client.close()
         for proc in (runner, robot_pc):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGINT)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_group(proc)
         robot_log.close()
 
 
