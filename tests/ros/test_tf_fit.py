@@ -173,7 +173,19 @@ def _set(client, node: str, **values):
     return future.result().results
 
 
+def _get(client, node: str, name: str):
+    from rcl_interfaces.srv import GetParameters
+
+    cli = client.node.create_client(GetParameters, f"/{node}/get_parameters")
+    assert cli.wait_for_service(timeout_sec=20)
+    future = cli.call_async(GetParameters.Request(names=[name]))
+    wait_for(future.done, 20, "get_parameters reply")
+    return future.result().values[0].string_value
+
+
 def test_calibration_node_mount_chain_reload_and_save_target(ros_env, tmp_path, repo_root):
+    """Also: a projector_node follows the calibration node's file (calibration/file), so one
+    runtime change of calibration_file reloads it everywhere."""
     from kinema4d_core.camera import OPTICAL_IN_MOUNT, load_calibration
 
     first = _lab_calibration(repo_root, tmp_path / "first.yaml")
@@ -183,10 +195,14 @@ def test_calibration_node_mount_chain_reload_and_save_target(ros_env, tmp_path, 
                        ros_args=["-p", f"calibration_file:={first}", "-p", "overlay_period_s:=0.0",
                                  "-p", "camera_mount_frame:=camera_link", "-p", "camera_mount_source:=file",
                                  "-p", "save_to_calibration_file:=false"])
+    projector = NodeProcess("projector_node", ros_env, tmp_path / "projector.log",
+                            ros_args=["-p", f"calibration_file:={first}"])
     client = RosClient(ros_env)
     try:
         rec = TfRecorder(client)
         cam = load_calibration(first)
+        wait_for(lambda: _get(client, "projector_node", "calibration_file") == str(first), 60,
+                 "projector_node up with the first calibration")
         base = cam.parent_frame
 
         def chain():
@@ -201,6 +217,10 @@ def test_calibration_node_mount_chain_reload_and_save_target(ros_env, tmp_path, 
         assert all(r.successful for r in _set(client, "calibration_node", calibration_file=str(second)))
         cam2 = load_calibration(second)
         wait_for(lambda: np.allclose(chain(), cam2.T_base_camera, atol=1e-9), 20, "the new pose on /tf_static")
+        # ... and the projector followed (its own parameter, validated and reloaded like a param set)
+        wait_for(lambda: _get(client, "projector_node", "calibration_file") == str(second.resolve()), 20,
+                 "projector_node to follow calibration_node's new file")
+        assert "reloaded" in projector.output()
 
         # the user named `second` at runtime -> save may write it; a packaged/unnamed file never
         assert _call(client, "calibration/save").success
@@ -215,6 +235,10 @@ def test_calibration_node_mount_chain_reload_and_save_target(ros_env, tmp_path, 
         assert reply.success and target.is_file(), reply.message
         np.testing.assert_allclose(load_calibration(target).T_base_camera, cam.T_base_camera, atol=1e-9)
         assert first.read_bytes() == before and proc.alive()
+        wait_for(lambda: _get(client, "projector_node", "calibration_file") == str(first.resolve()), 20,
+                 "projector_node to follow back to the first file")
+        assert projector.alive()
     finally:
         client.close()
         proc.stop()
+        projector.stop()

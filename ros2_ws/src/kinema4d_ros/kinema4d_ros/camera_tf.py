@@ -13,15 +13,23 @@ frame, which is in the tree either way.
   (never a second parent for a frame another node owns).
 - ``CameraPose``: the T_base_camera a node renders with: from the calibration file
   (``calibration_source: file``) or looked up in TF (``calibration_source: tf``).
+- ``CalibrationAnnouncer`` / ``CalibrationFollower``: the calibration node announces the file it
+  uses on ``calibration/file`` (latched); projector and inference follow it
+  (``follow_calibration_node``), so one ``calibration_file`` change (or a save over that file)
+  reloads it everywhere and TF and outputs agree.
 """
 
 from __future__ import annotations
 
+import json
 import threading
+from pathlib import Path
 
 import numpy as np
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
 from tf2_msgs.msg import TFMessage
 
 from kinema4d_core.errors import InputError
@@ -40,7 +48,12 @@ CALIBRATION_SOURCE_PARAMS = (
     ParamSpec("calibration_source", "file", "Where T_base_camera comes from: 'file' (calibration_file "
               "extrinsics) or 'tf' (look up base frame -> optical frame in /tf, /tf_static; intrinsics "
               "still from calibration_file / camera_info).", choices=("file", "tf")),
+    ParamSpec("follow_calibration_node", True, "Reload calibration_file whenever calibration_node announces "
+              "another file (or a save over it) on calibration/file, so every node uses the same calibration."),
 )
+
+#: where the calibration node announces its file (std_msgs/String JSON {calibration_file, version})
+CALIBRATION_FILE_TOPIC = "calibration/file"
 
 #: Camera TF publishing of the calibration node.
 CAMERA_TF_PARAMS = (
@@ -175,3 +188,54 @@ class CameraPose:
         out = camera.with_pose(T)
         self._cache = (camera, out)
         return out
+
+
+def _latched() -> QoSProfile:
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class CalibrationAnnouncer:
+    """Calibration node side: ``announce(path)`` publishes the file in use (absolute path) with a
+    version that grows at every announcement (a reload or a save over the same path changes it)."""
+
+    def __init__(self, node: Node) -> None:
+        self._pub = node.create_publisher(String, CALIBRATION_FILE_TOPIC, _latched())
+        self.version = 0
+
+    def announce(self, path: str) -> None:
+        self.version += 1
+        self._pub.publish(String(data=json.dumps({"calibration_file": str(Path(path).resolve()),
+                                                  "version": self.version})))
+
+
+class CalibrationFollower:
+    """Projector / inference side: on an announcement of another file, or a newer version of the
+    same file after the first one seen, sets the node's own ``calibration_file`` parameter, so the
+    reload goes through the node's validation like ``ros2 param set`` (a refused file is logged
+    and the node keeps its calibration)."""
+
+    def __init__(self, node: Node, params: dict, callback_group=None) -> None:
+        self.node, self.p = node, params
+        self._seen: int | None = None
+        node.create_subscription(String, CALIBRATION_FILE_TOPIC, self._on_file, _latched(),
+                                 callback_group=callback_group)
+
+    def _on_file(self, msg: String) -> None:
+        try:
+            doc = json.loads(msg.data)
+            path, version = str(doc["calibration_file"]), int(doc["version"])
+        except (ValueError, KeyError, TypeError):
+            self.node.get_logger().warning(f"ignored a malformed {CALIBRATION_FILE_TOPIC} message: {msg.data!r}")
+            return
+        first, self._seen = self._seen is None, version
+        if not self.p.get("follow_calibration_node", True):
+            return
+        own = self.p.get("calibration_file") or ""
+        if first and own and Path(own).resolve() == Path(path):
+            return                          # started with the same file: nothing to reload
+        result = self.node.set_parameters([Parameter("calibration_file", Parameter.Type.STRING, path)])[0]
+        if result.successful:
+            self.node.get_logger().info(f"calibration_node announced {path} (version {version}): reloaded")
+        else:
+            self.node.get_logger().warning(f"calibration_node announced {path}, not loaded: {result.reason}")

@@ -8,6 +8,7 @@
 | sub | `joint_states` (each of `joint_state_topics`) | sensor_msgs/JointState, merged by name and stamp (kinema4d_ros.joint_input) | sensor data |
 | sub | `sim/robot_mask` | sensor_msgs/Image mono8 (robot > 0), optional ground truth | best effort, keep last 2 |
 | pub | `calibration/overlay` | sensor_msgs/Image rgb8: rendered robot mask over the camera image | reliable, keep last 2 |
+| pub | `calibration/file` | std_msgs/String JSON {calibration_file (absolute), version}: the file in use, re-announced on change, reload and save over it (projector / inference follow it) | reliable, transient local, depth 1 |
 | pub | `calibration/status` | std_msgs/String JSON (views, last solution, IoU / boundary px) | reliable, transient local |
 | srv | `calibration/capture` | std_srvs/Trigger: detect the board in the latest image, store it with the latest joints | |
 | srv | `calibration/solve` | std_srvs/Trigger: eye-to-hand solve over the captured views; publishes the new pose | |
@@ -57,7 +58,7 @@ from tf2_msgs.msg import TFMessage
 
 from kinema4d_core.errors import Kinema4DError
 from kinema4d_ros import qos
-from kinema4d_ros.camera_tf import CAMERA_TF_PARAMS, TfTree, camera_transforms
+from kinema4d_ros.camera_tf import CAMERA_TF_PARAMS, CalibrationAnnouncer, TfTree, camera_transforms
 from kinema4d_ros.conversions import (image_subscription_topic, image_to_numpy, image_to_rgb, matrix_to_transform,
                                       numpy_to_image, stamp_to_seconds)
 from kinema4d_ros.diagnostics import OK, WARN, Diagnostics, Health, steady_timer
@@ -148,6 +149,8 @@ class CalibrationNode(Node):
             steady_timer(self, self.p["overlay_period_s"], self._overlay_tick,
                          callback_group=MutuallyExclusiveCallbackGroup())
         self._publish_tf()
+        self.announcer = CalibrationAnnouncer(self)     # projector / inference follow this file
+        self.announcer.announce(self.p["calibration_file"])
         self._publish_status()
         self.diagnostics = Diagnostics(self, self.health, lambda: (
             OK if self._tf_published is not None else WARN,
@@ -188,6 +191,8 @@ class CalibrationNode(Node):
         self.p.update(changed)
         if {"calibration_file", "camera_mount_frame", "camera_mount_source"} & set(changed):
             self._publish_tf()
+        if "calibration_file" in changed:
+            self.announcer.announce(changed["calibration_file"])
         return None
 
     def _publish_tf(self) -> None:
@@ -296,6 +301,8 @@ class CalibrationNode(Node):
                            "/path/my_camera.yaml) or start with --calibration PATH")
         save_calibration(self.camera, target)
         self.unsaved = False
+        if Path(target).resolve() == Path(self.p["calibration_file"]).resolve():
+            self.announcer.announce(target)             # the followers re-read the saved file
         return True, f"wrote {target} (previous kept as .bak)"
 
     def _srv_reload(self) -> tuple[bool, str]:
@@ -304,6 +311,7 @@ class CalibrationNode(Node):
         self.camera = load_calibration(self.p["calibration_file"])
         self.unsaved = False
         self._publish_tf()
+        self.announcer.announce(self.p["calibration_file"])
         t = self.camera.T_base_camera[:3, 3]
         return True, f"reloaded {self.p['calibration_file']}: camera at [{t[0]:.4f}, {t[1]:.4f}, {t[2]:.4f}] m"
 

@@ -21,6 +21,7 @@
 | robot | panda | robot config name or yaml path (read-only) |
 | calibration_file | "" | camera calibration yaml (intrinsics + T_base_camera); required to simulate |
 | calibration_source | file | T_base_camera from calibration_file (file) or looked up in TF, base frame -> optical frame (tf; kinema4d_ros.camera_tf) |
+| follow_calibration_node | true | reload calibration_file when calibration_node announces another file (or a save over it) on `calibration/file` (kinema4d_ros.camera_tf) |
 | backend | static-scene | kinema4d, kinema4d-tiny or static-scene (baseline); loaded once at start (read-only) |
 | base_path / checkpoint_path / variant / device / dtype / offload | | backend options ("" = backend default) |
 | output_root | runs | run folders are written to <output_root>/<run-id>/ |
@@ -81,7 +82,7 @@ from kinema4d_core.registry import backend_names, backend_spec, options_from_par
 from kinema4d_core.rollout import frame_points
 from kinema4d_interfaces.action import Simulate
 from kinema4d_ros import qos
-from kinema4d_ros.camera_tf import CALIBRATION_SOURCE_PARAMS, CameraPose
+from kinema4d_ros.camera_tf import CALIBRATION_SOURCE_PARAMS, CalibrationFollower, CameraPose
 from kinema4d_ros.conversions import (image_subscription_topic, image_to_depth, image_to_rgb, intrinsics_to_info,
                                       numpy_to_image, points_to_cloud, stamp_to_seconds, stream_camera)
 from kinema4d_ros.diagnostics import OK, WARN, Diagnostics, Health, steady_timer
@@ -193,6 +194,7 @@ class InferenceNode(Node):
         self._threads: list[threading.Thread] = []
         self.backend = self._make_backend()
         self.pose = CameraPose(self, self.p["calibration_source"])
+        self.follower = CalibrationFollower(self, self.p)    # calibration_node's file changes
 
         group = ReentrantCallbackGroup()
         self._image_topic, image_type = image_subscription_topic(self, "camera/image_raw", self.p["image_transport"])

@@ -15,6 +15,7 @@
 | robot | panda | robot config name or yaml path (read-only) |
 | calibration_file | "" | camera calibration yaml: extrinsics always, intrinsics unless use_camera_info |
 | calibration_source | file | T_base_camera from calibration_file (file) or looked up in TF, base frame -> optical frame (tf; kinema4d_ros.camera_tf) |
+| follow_calibration_node | true | reload calibration_file when calibration_node announces another file (or a save over it) on `calibration/file` (kinema4d_ros.camera_tf) |
 | use_camera_info | true | take intrinsics / size / frame id from camera/camera_info once it arrives (false: the file's) |
 | rescale_to_stream | false | a camera_info of another size than the calibration: refused (false) or the calibration rescaled (true) |
 | max_stamp_age_s | 0.5 | drop joint states older than this plus clock_skew_tolerance_s (node clock; 0 disables) |
@@ -50,7 +51,7 @@ from std_msgs.msg import String
 
 from kinema4d_core.errors import ConfigError, Kinema4DError
 from kinema4d_ros import qos
-from kinema4d_ros.camera_tf import CALIBRATION_SOURCE_PARAMS, CameraPose
+from kinema4d_ros.camera_tf import CALIBRATION_SOURCE_PARAMS, CalibrationFollower, CameraPose
 from kinema4d_ros.conversions import image_to_cdr, points_to_cloud_cdr, stamp_to_seconds, stream_camera
 from kinema4d_ros.diagnostics import OK, WARN, Diagnostics, Health, steady_timer
 from kinema4d_ros.joint_input import JointInput
@@ -109,6 +110,7 @@ class ProjectorNode(Node):
         self._renderer = None
         self._renderer_camera = None
         self.pose = CameraPose(self, self.p["calibration_source"])
+        self.follower = CalibrationFollower(self, self.p)    # calibration_node's file changes
 
         self.pub_pointmap = self.create_publisher(Image, "kinema4d/robot_pointmap", qos.STREAM_OUT)
         self.pub_mask = self.create_publisher(Image, "kinema4d/robot_mask", qos.STREAM_OUT)
