@@ -11,21 +11,12 @@ import numpy as np
 import pytest
 
 from tests.ros.rosproc import NodeProcess, RosClient, publish_until, wait_for
+from tests.ros.test_inference_node import small_calibration  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.ros
 
 DEPTH_MM = 1500          # the published depth: 1.5 m everywhere
 
-
-@pytest.fixture
-def small_calibration(tmp_path, repo_root):
-    """The sim camera at 96x144 (same extrinsics): small images keep the test fast."""
-    from kinema4d_core.camera import load_calibration, save_calibration
-
-    camera = load_calibration(repo_root / "calibration/sim_camera.yaml").resized(96, 144)
-    path = tmp_path / "camera.yaml"
-    save_calibration(camera, path)
-    return path, camera
 
 
 def _status(client, topic):
@@ -44,6 +35,17 @@ def _camera_info(camera, client):
     msg = camera_model_to_info(camera)
     msg.header.stamp = client.node.get_clock().now().to_msg()
     return msg
+
+
+def _refused_for_its_size(pub_info, client, status: list, camera, wrong) -> None:
+    """Publish camera_info of ``wrong`` size until the node counts a rejection, and check its
+    reason is camera.match_stream's (names both sizes and the rescale_to_stream fix)."""
+    publish_until(pub_info, lambda: _camera_info(wrong, client),
+                  lambda: status and status[-1]["rejected"].get("camera_info", 0) > 0, 20,
+                  "the mismatched camera_info to be refused")
+    reason = status[-1]["last_reason"]
+    assert (f"camera/camera_info is {wrong.width}x{wrong.height} but the calibration is "
+            f"{camera.width}x{camera.height}") in reason and "rescale_to_stream" in reason
 
 
 @pytest.mark.slow       # ~35 s on 2 busy cores (node start-up)
@@ -79,12 +81,7 @@ def test_inference_accepts_compressed_images_16uc1_depth_and_refuses_a_mismatche
 
         # a camera_info at another size than the calibration: refused with match_stream's error, node alive
         wrong = camera.resized(camera.height * 2, camera.width * 2)
-        publish_until(pub_info, lambda: _camera_info(wrong, client),
-                      lambda: status and status[-1]["rejected"].get("camera_info", 0) > 0, 20,
-                      "the mismatched camera_info to be refused")
-        reason = status[-1]["last_reason"]
-        assert (f"camera/camera_info is {wrong.width}x{wrong.height} but the calibration is "
-                f"{camera.width}x{camera.height}") in reason and "rescale_to_stream" in reason
+        _refused_for_its_size(pub_info, client, status, camera, wrong)
         assert proc.alive()
 
         def send():
@@ -147,12 +144,7 @@ def test_projector_refuses_a_mismatched_camera_info_keeps_running_and_recovers(r
             return msg
 
         wrong = camera.resized(camera.height // 2, camera.width // 2)
-        publish_until(pub_info, lambda: _camera_info(wrong, client),
-                      lambda: status and status[-1]["rejected"].get("camera_info", 0) > 0, 20,
-                      "the mismatched camera_info to be refused")
-        reason = status[-1]["last_reason"]
-        assert (f"camera/camera_info is {wrong.width}x{wrong.height} but the calibration is "
-                f"{camera.width}x{camera.height}") in reason and "rescale_to_stream" in reason
+        _refused_for_its_size(pub_info, client, status, camera, wrong)
         # joint states meanwhile: dropped (counted, with the reason), never rendered at the wrong size
         publish_until(pub_js, joints, lambda: status[-1]["dropped"].get("no_camera", 0) > 0, 20,
                       "joint states to be dropped while the camera is refused")

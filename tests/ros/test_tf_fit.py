@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from tests.ros.rosproc import NodeProcess, RosClient, executable, stop_group, wait_for
+from tests.ros.test_projector_node import _set_params
 
 pytestmark = pytest.mark.ros
 
@@ -161,18 +162,6 @@ def _call(client, name: str):
     return future.result()
 
 
-def _set(client, node: str, **values):
-    from rcl_interfaces.srv import SetParameters
-    from rclpy.parameter import Parameter
-
-    cli = client.node.create_client(SetParameters, f"/{node}/set_parameters")
-    assert cli.wait_for_service(timeout_sec=20)
-    future = cli.call_async(SetParameters.Request(
-        parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]))
-    wait_for(future.done, 20, "set_parameters reply")
-    return future.result().results
-
-
 def _get(client, node: str, name: str):
     from rcl_interfaces.srv import GetParameters
 
@@ -214,7 +203,7 @@ def test_calibration_node_mount_chain_reload_and_save_target(ros_env, tmp_path, 
         np.testing.assert_allclose(rec.latest("camera_link", OPTICAL), OPTICAL_IN_MOUNT, atol=1e-12)
 
         # runtime change of calibration_file: reloaded, TF republished with the new pose
-        assert all(r.successful for r in _set(client, "calibration_node", calibration_file=str(second)))
+        _set_params(client, "calibration_node", calibration_file=str(second))     # asserts it was accepted
         cam2 = load_calibration(second)
         wait_for(lambda: np.allclose(chain(), cam2.T_base_camera, atol=1e-9), 20, "the new pose on /tf_static")
         # ... and the projector followed (its own parameter, validated and reloaded like a param set)
@@ -225,12 +214,12 @@ def test_calibration_node_mount_chain_reload_and_save_target(ros_env, tmp_path, 
         # the user named `second` at runtime -> save may write it; a packaged/unnamed file never
         assert _call(client, "calibration/save").success
         assert first.read_bytes() == before
-        _set(client, "calibration_node", calibration_file=str(first), save_to_calibration_file=False)
+        _set_params(client, "calibration_node", calibration_file=str(first), save_to_calibration_file=False)
         reply = _call(client, "calibration/save")
         assert not reply.success and "save_file" in reply.message, reply.message
         assert first.read_bytes() == before
         target = tmp_path / "mine.yaml"
-        _set(client, "calibration_node", save_file=str(target))
+        _set_params(client, "calibration_node", save_file=str(target))
         reply = _call(client, "calibration/save")
         assert reply.success and target.is_file(), reply.message
         np.testing.assert_allclose(load_calibration(target).T_base_camera, cam.T_base_camera, atol=1e-9)
