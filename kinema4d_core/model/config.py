@@ -86,6 +86,9 @@ FULL_ARM = ArmConfig()
 # Tiny preset: 48 x 96 per modality -> latent 6 x 12 per half (transformer tokens 3 x 6 per half),
 # robot patch 3 x 3 -> robot grid 2 x 4 per half; CLIP 32 px / patch 8 -> 1 + 16 image tokens.
 TINY_ARM = ArmConfig(arm_token_dim=16, arm_patch_size=(1, 3, 3), arm_grid=(13, 2, 4), image_context_length=17)
+# Mini model (kinema4d-mini): 64 x 96 per modality, the released 2:3 aspect at 1/7.5 scale -> latent
+# 8 x 12 per half, robot patch 2 x 2 -> the released robot grid 4 x 6 per half; tiny CLIP (17 tokens).
+MINI_ARM = ArmConfig(arm_token_dim=32, arm_patch_size=(1, 2, 2), arm_grid=(13, 4, 6), image_context_length=17)
 
 TINY_TRANSFORMER: dict[str, Any] = dict(
     patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=36, out_channels=16,

@@ -71,9 +71,24 @@ class LatentEncoder:
         return {k: v[0].detach().float().cpu().contiguous() for k, v in out.items()}
 
 
+def encoder_digest(base: str | Path) -> str:
+    """sha256 over the base's VAE and image-encoder weight files (a retrained VAE in the same folder
+    changes every latent)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for sub in ("vae", "image_encoder"):
+        for f in sorted((Path(base) / sub).glob("*.safetensors")):
+            h.update(f.name.encode())
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()[:16]
+
+
 def fingerprint(base: str, variant: str, geometry: Any) -> dict[str, Any]:
     """What the cached latents depend on besides the samples themselves."""
-    return {"version": CACHE_VERSION, "base": str(base), "variant": variant,
+    return {"version": CACHE_VERSION, "base": str(base), "encoders": encoder_digest(base), "variant": variant,
             "frames": int(geometry.num_frames), "size": [int(s) for s in geometry.size]}
 
 

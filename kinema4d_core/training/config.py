@@ -20,7 +20,7 @@ from kinema4d_core.errors import ConfigError
 
 MODES = ("finetune", "scratch")
 MIXED_PRECISION = ("no", "bf16", "fp16")
-ARM_PRESETS = ("tiny", "full")
+ARM_PRESETS = ("tiny", "mini", "full")
 TINY_BASE = "tiny"
 """``model.base: tiny`` builds the seeded tiny preset (``make-tiny-checkpoint``) in ``<output_dir>/tiny_preset``."""
 
@@ -85,6 +85,30 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class VaeConfig:
+    """Training the VAE on the training set's own frames before the latents are cached.
+
+    steps: optimizer steps (0 = use the base's VAE unchanged, e.g. the released Wan VAE). The result
+    is a copy of the base folder with the trained ``vae/`` (``<output_dir>/base``); caching, training,
+    validation and export use it. base_dim / dim_mult: size of a FRESH AutoencoderKLWan (z_dim 16,
+    the transformer's latent channels); null keeps the base VAE's architecture and starts from its
+    weights (adapting it). Clips of ``clip_frames`` (1 + 4k) frames are drawn from the target
+    [RGB | pointmap] videos and the robot condition videos; loss = L1 + ``kl_weight`` * KL.
+    latents_mean / latents_std of the written VAE are measured on ``stats_clips`` encoded clips.
+    """
+
+    steps: int = 0
+    base_dim: int | None = None
+    dim_mult: tuple[int, ...] = (1, 2, 4, 4)
+    clip_frames: int = 5
+    batch_size: int = 2
+    lr: float = 1e-3
+    kl_weight: float = 1e-6
+    stats_clips: int = 32
+    log_every: int = 25
+
+
+@dataclass(frozen=True)
 class OptimConfig:
     """AdamW with linear warm-up then constant LR (reference: 2e-5, (0.9, 0.95), 1e-4, clip 1, 100 warm-up)."""
 
@@ -128,6 +152,7 @@ class TrainLoop:
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    vae: VaeConfig = field(default_factory=VaeConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainLoop = field(default_factory=TrainLoop)
 
@@ -154,7 +179,7 @@ def _check(cfg: TrainConfig) -> None:
     from kinema4d_core.model.config import VARIANTS
     from kinema4d_core.simworld.tasks import TASKS
 
-    d, m, o, t = cfg.data, cfg.model, cfg.optim, cfg.train
+    d, m, o, t, v = cfg.data, cfg.model, cfg.optim, cfg.train, cfg.vae
     rules: list[tuple[str, bool, str]] = [
         ("model.mode", m.mode in MODES, f"one of {list(MODES)}"),
         ("model.variant", m.variant in VARIANTS, f"one of {list(VARIANTS)}"),
@@ -175,6 +200,16 @@ def _check(cfg: TrainConfig) -> None:
         ("data.shard_size", d.shard_size >= 1, "an integer >= 1"),
         ("data.validation_episodes", d.validation_episodes >= 0, "an integer >= 0"),
         ("data.soft_mask_fraction", 0.0 <= d.soft_mask_fraction <= 1.0, "a fraction in [0, 1] (reference: 0.1)"),
+        ("vae.steps", v.steps >= 0, "an integer >= 0 (0 = keep the base VAE)"),
+        ("vae.base_dim", v.base_dim is None or v.base_dim >= 1, "null (adapt the base VAE) or channels >= 1"),
+        ("vae.dim_mult", len(v.dim_mult) == 4 and all(k >= 1 for k in v.dim_mult),
+         "four positive multipliers (the Wan VAE has four levels)"),
+        ("vae.clip_frames", v.clip_frames >= 1 and (v.clip_frames - 1) % 4 == 0, "1 + 4k frames, e.g. 5 or 9"),
+        ("vae.batch_size", v.batch_size >= 1, "an integer >= 1"),
+        ("vae.lr", v.lr > 0, "a positive learning rate"),
+        ("vae.kl_weight", v.kl_weight >= 0, "a number >= 0"),
+        ("vae.stats_clips", v.stats_clips >= 2, "an integer >= 2"),
+        ("vae.log_every", v.log_every >= 0, "an integer >= 0"),
         ("optim.lr", o.lr > 0, "a positive learning rate (reference: 2e-5)"),
         ("optim.betas", len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), "two numbers in [0, 1)"),
         ("optim.weight_decay", o.weight_decay >= 0, "a number >= 0"),

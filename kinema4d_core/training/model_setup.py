@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from kinema4d_core.errors import ConfigError
-from kinema4d_core.model.config import FULL_ARM, TINY_ARM, ArmConfig
+from kinema4d_core.model.config import FULL_ARM, MINI_ARM, TINY_ARM, ArmConfig
 
 ADAPTER = "default"
 
@@ -56,7 +56,7 @@ def arm_config(cfg: Any) -> ArmConfig:
 
     if cfg.model.checkpoint is not None:
         return read_arm_config(resolve_checkpoint_folder(cfg.model.checkpoint, cfg.model.variant))
-    return TINY_ARM if cfg.model.arm == "tiny" else FULL_ARM
+    return {"tiny": TINY_ARM, "mini": MINI_ARM, "full": FULL_ARM}[cfg.model.arm]
 
 
 def fresh_added_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -211,6 +211,16 @@ def prepare_data(cfg: Any, bundle: Any, accelerator: Any, log: Callable[[str], N
         raise ConfigError(f"{n_val} validation episodes leave none of the {len(specs)} for training",
                           field="data.validation_episodes", fix="add episodes or lower data.validation_episodes")
     val_names = [s.name for s in specs[len(specs) - n_val:]] if n_val else []
+    if cfg.vae.steps > 0:
+        trained_base = cfg.train.output_dir / "base"
+        if accelerator.is_main_process:
+            from kinema4d_core.training.data import iter_samples
+            from kinema4d_core.training.vae import train_vae
+
+            train_specs = [s for s in specs if s.name not in set(val_names)]
+            train_vae(cfg, bundle.base, iter_samples(train_specs, geometry), trained_base, log=log)
+        accelerator.wait_for_everyone()
+        bundle.base = trained_base
     fp = fingerprint(str(bundle.base), bundle.variant, geometry)
     cache_dir = cfg.data.cache_dir
     if accelerator.is_main_process:

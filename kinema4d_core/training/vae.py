@@ -1,0 +1,177 @@
+"""Train (or adapt) the Wan VAE on the training set's own frames, before the latents are cached.
+
+The released Kinema4D uses the Wan2.1 VAE as is. A model trained from scratch at a small size (the
+mini model) has no such VAE: the tiny preset's is random, so its latents would carry little of the
+image. ``train_vae`` fits an ``AutoencoderKLWan`` (the same class and folder layout, so every loader
+reads it unchanged) to clips of the two videos the pipeline encodes:
+  - the target [RGB | pointmap] video, width-concatenated as ``Kinema4DPipeline.encode_target`` does,
+  - the robot condition [robot RGB | robot pointmap] (encoded one modality at a time by
+    ``prepare_robot``; the VAE is convolutional, so a side-by-side pair teaches the same thing).
+Loss per clip: L1(reconstruction, input) + kl_weight * KL(posterior || N(0, I)), inputs in [-1, 1].
+The written VAE config carries ``latents_mean`` / ``latents_std`` measured on encoded clips, so the
+pipeline's latent normalization gives the transformer unit-scale latents, as Wan's statistics do.
+
+Output: ``out_base`` = a copy of the base folder with ``vae/`` replaced, plus ``vae_training.json``
+(steps, losses, fingerprint). Written with ``io.StagedOutput`` (all or nothing); a rerun with the
+same fingerprint reuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+VAE_INFO = "vae_training.json"
+
+
+def vae_fingerprint(cfg: Any, base: Path, names: list[str]) -> dict[str, Any]:
+    """What a trained VAE depends on: its config section, the source base folder, the samples, the seed."""
+    from dataclasses import asdict
+
+    from kinema4d_core.training.config import _jsonable
+
+    return {"vae": _jsonable(asdict(cfg.vae)), "base": str(base), "samples": list(names), "seed": int(cfg.train.seed)}
+
+
+def clip_videos(samples: Iterable[Any]) -> tuple[list[np.ndarray], list[str]]:
+    """TrainSamples -> float16 videos (T, H, 2W, 3) in [-1, 1]: per sample the target [RGB | pointmap]
+    and the robot [RGB | pointmap] (robot RGB is black when the variant has none)."""
+    videos, names = [], []
+    for s in samples:
+        rgb = s.rgb.astype(np.float32) / 255.0
+        robot_rgb = (np.zeros_like(rgb) if s.robot_rgb is None else s.robot_rgb.astype(np.float32) / 255.0)
+        for pair in ((rgb, s.pointmap01), (robot_rgb, s.robot_pointmap01)):
+            videos.append((np.concatenate(pair, axis=2) * 2.0 - 1.0).astype(np.float16))
+        names.append(s.name)
+    return videos, names
+
+
+def draw_clips(videos: list[np.ndarray], batch: int, frames: int, generator: torch.Generator) -> torch.Tensor:
+    """(B, 3, frames, H, W) float32: ``batch`` clips at random videos and start frames."""
+    out = []
+    for _ in range(batch):
+        v = videos[int(torch.randint(len(videos), (1,), generator=generator))]
+        t0 = int(torch.randint(len(v) - frames + 1, (1,), generator=generator))
+        out.append(torch.from_numpy(v[t0:t0 + frames].astype(np.float32)).permute(3, 0, 1, 2))
+    return torch.stack(out)
+
+
+def make_vae(cfg: Any, base: Path) -> Any:
+    """The VAE to train: a fresh one of ``vae.base_dim`` / ``vae.dim_mult`` (z_dim of the base's), or the
+    base's own weights (``vae.base_dim: null``)."""
+    from diffusers import AutoencoderKLWan
+
+    src = AutoencoderKLWan.load_config(str(base / "vae"))
+    if cfg.vae.base_dim is None:
+        return AutoencoderKLWan.from_pretrained(str(base / "vae"), torch_dtype=torch.float32)
+    torch.manual_seed(cfg.train.seed)
+    return AutoencoderKLWan(base_dim=cfg.vae.base_dim, z_dim=int(src["z_dim"]), dim_mult=list(cfg.vae.dim_mult),
+                            num_res_blocks=1, temperal_downsample=[False, True, True])
+
+
+@torch.no_grad()
+def latent_statistics(vae: Any, videos: list[np.ndarray], n_clips: int, frames: int, seed: int) -> tuple[list, list]:
+    """Per-channel mean and std of the posterior mode over ``n_clips`` clips (the pipeline's
+    ``latents_mean`` / ``latents_std``)."""
+    gen = torch.Generator().manual_seed(seed)
+    zs = []
+    for _ in range(n_clips):
+        z = vae.encode(draw_clips(videos, 1, frames, gen)).latent_dist.mode()       # (1, C, F, h, w)
+        zs.append(z.permute(1, 0, 2, 3, 4).reshape(z.shape[1], -1))
+    z = torch.cat(zs, dim=1)
+    std = z.std(dim=1).clamp_min(1e-3)
+    return z.mean(dim=1).tolist(), std.tolist()
+
+
+def psnr01(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR (dB) of two tensors in [-1, 1], measured on [0, 1]."""
+    mse = float(((a - b) / 2).pow(2).mean())
+    return float("inf") if mse == 0 else 10.0 * float(np.log10(1.0 / mse))
+
+
+def train_vae(cfg: Any, base: Path, samples: Iterable[Any], out_base: Path, *,
+              log: Callable[[str], None] = print) -> Path:
+    """Train the VAE as configured on ``samples`` (TrainSamples, the training split) and write
+    ``out_base`` (see module doc). Returns ``out_base``; reused when its fingerprint matches."""
+    from kinema4d_core.io import StagedOutput
+    from kinema4d_core.training.trainer import step_seed
+
+    v = cfg.vae
+    videos, names = clip_videos(samples)
+    fp = vae_fingerprint(cfg, base, names)
+    info_path = out_base / VAE_INFO
+    if info_path.is_file():
+        try:
+            done = json.loads(info_path.read_text()).get("fingerprint")
+        except (OSError, ValueError):
+            done = None
+        if done == fp:
+            log(f"[vae] reusing the trained VAE in {out_base}")
+            return out_base
+        log(f"[vae] {out_base} holds a VAE of another configuration or data: training anew")
+    if any(len(x) < v.clip_frames for x in videos):
+        from kinema4d_core.errors import ConfigError
+
+        raise ConfigError(f"clips of {v.clip_frames} frames need videos at least that long", field="vae.clip_frames",
+                          fix="lower vae.clip_frames (1 + 4k)")
+    t0 = time.monotonic()
+    vae = make_vae(cfg, base)
+    vae.train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=v.lr, betas=(0.9, 0.99), weight_decay=1e-4)
+    warmup = max(1, min(50, v.steps // 10))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: min(1.0, (k + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, k / v.steps)))))
+    n_params = sum(p.numel() for p in vae.parameters())
+    log(f"[vae] training a {n_params:,}-parameter AutoencoderKLWan for {v.steps} steps on {len(videos)} videos "
+        f"({len(names)} samples), clips of {v.clip_frames} frames")
+    losses: dict[int, float] = {}
+    last = time.monotonic()
+    for step in range(v.steps):
+        gen = torch.Generator().manual_seed(step_seed(cfg.train.seed, step, 11))
+        x = draw_clips(videos, v.batch_size, v.clip_frames, gen)
+        post = vae.encode(x).latent_dist
+        torch.manual_seed(step_seed(cfg.train.seed, step, 12) % (2 ** 63))
+        rec = vae.decode(post.sample()).sample
+        recon = (rec - x).abs().mean()
+        loss = recon + v.kl_weight * post.kl().mean()
+        if not torch.isfinite(loss):
+            from kinema4d_core.errors import ConfigError
+
+            raise ConfigError(f"VAE loss became {float(loss)} at step {step}", field="vae.lr", fix="lower vae.lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses[step + 1] = recon.item()
+        if v.log_every and ((step + 1) % v.log_every == 0 or step + 1 == v.steps):
+            now = time.monotonic()
+            half = x.shape[-1] // 2
+            log(f"[vae] step {step + 1}/{v.steps} L1 {float(recon):.4f} PSNR rgb "
+                f"{psnr01(rec[..., :half].detach(), x[..., :half]):.1f} dB, pointmap "
+                f"{psnr01(rec[..., half:].detach(), x[..., half:]):.1f} dB ({now - last:.1f} s)")
+            last = now
+    vae.eval()
+    mean, std = latent_statistics(vae, videos, v.stats_clips, v.clip_frames, cfg.train.seed)
+    vae.register_to_config(latents_mean=mean, latents_std=std)
+    with StagedOutput(out_base) as st:
+        for file in sorted(p for p in Path(base).rglob("*") if p.is_file()):
+            rel = file.relative_to(base)
+            if rel.parts[0] != "vae":
+                shutil.copy2(file, st.path(rel.as_posix()))
+        staging_vae = st.path("vae/config.json").parent
+        vae.save_pretrained(str(staging_vae))
+        for f in sorted(staging_vae.iterdir()):
+            st.path(f"vae/{f.name}")
+        st.path(VAE_INFO).write_text(json.dumps(
+            {"fingerprint": fp, "steps": v.steps, "parameters": n_params, "seconds": time.monotonic() - t0,
+             "final_l1": losses.get(v.steps), "losses": {str(k): x for k, x in losses.items() if k % 10 == 0}},
+            indent=2))
+    log(f"[vae] wrote {out_base} in {time.monotonic() - t0:.0f} s")
+    return out_base
