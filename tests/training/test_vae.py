@@ -1,0 +1,95 @@
+"""The VAE stage: an AutoencoderKLWan trained on the training set's own frames, written as a base
+folder every loader reads unchanged, with measured latent statistics, reused when nothing changed."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from kinema4d_core.training.config import config_from_dict
+from tests.training.conftest import synthetic_episode
+
+
+def _samples(n: int = 2):
+    out = []
+    for i in range(n):
+        rgb, pm, rrgb, rpm = synthetic_episode(i, n=9, h=16, w=32)
+        out.append(SimpleNamespace(name=f"s{i}", rgb=rgb, pointmap01=pm, robot_rgb=rrgb, robot_pointmap01=rpm))
+    return out
+
+
+def _cfg(tmp_path, **vae):
+    settings = dict(steps=3, base_dim=4, dim_mult=[1, 1, 2, 2], clip_frames=5, batch_size=1, stats_clips=2,
+                    log_every=1)
+    settings.update(vae)
+    return config_from_dict({"data": {"sim": {"episodes_per_task": 1}}, "vae": settings,
+                             "train": {"output_dir": str(tmp_path / "run")}})
+
+
+def test_trained_vae_is_a_base_folder_the_loaders_read(tiny_preset, tmp_path):
+    from diffusers import AutoencoderKLWan
+
+    from kinema4d_core.model.checkpoint import check_base_folder
+    from kinema4d_core.training.vae import VAE_INFO, train_vae
+
+    out = train_vae(_cfg(tmp_path), tiny_preset / "base", _samples(), tmp_path / "base", log=lambda _: None)
+    check_base_folder(out)
+    vae = AutoencoderKLWan.from_pretrained(str(out / "vae"))
+    assert vae.config.base_dim == 4 and vae.config.z_dim == 16
+    assert len(vae.config.latents_mean) == 16 and all(s > 0 for s in vae.config.latents_std)
+    assert not np.allclose(vae.config.latents_mean, 0.0)          # measured, not the constructor's zeros
+    # everything but the VAE is the source base's, byte for byte
+    for sub in ("image_encoder", "scheduler", "transformer"):
+        for f in (tiny_preset / "base" / sub).iterdir():
+            assert (out / sub / f.name).read_bytes() == f.read_bytes()
+    info = json.loads((out / VAE_INFO).read_text())
+    assert info["steps"] == 3 and info["fingerprint"]["samples"] == ["s0", "s1"]
+
+
+def test_rerun_reuses_and_a_changed_config_retrains(tiny_preset, tmp_path):
+    from kinema4d_core.training.vae import train_vae
+
+    logs: list[str] = []
+    train_vae(_cfg(tmp_path), tiny_preset / "base", _samples(), tmp_path / "base", log=logs.append)
+    weights = (tmp_path / "base" / "vae" / "diffusion_pytorch_model.safetensors").read_bytes()
+    logs.clear()
+    train_vae(_cfg(tmp_path), tiny_preset / "base", _samples(), tmp_path / "base", log=logs.append)
+    assert any("reusing" in line for line in logs)
+    logs.clear()
+    train_vae(_cfg(tmp_path, lr=3e-3), tiny_preset / "base", _samples(), tmp_path / "base", log=logs.append)
+    assert any("training anew" in line for line in logs)
+    assert (tmp_path / "base" / "vae" / "diffusion_pytorch_model.safetensors").read_bytes() != weights
+
+
+def test_training_lowers_the_reconstruction_error(tiny_preset, tmp_path):
+    """Reconstruction L1 of every clip of the data, before (the seeded fresh VAE) and after training."""
+    import torch
+    from diffusers import AutoencoderKLWan
+
+    from kinema4d_core.training.vae import clip_videos, make_vae, train_vae
+
+    cfg = _cfg(tmp_path, steps=60, lr=2e-3, log_every=0)
+    samples = _samples(1)
+    out = train_vae(cfg, tiny_preset / "base", samples, tmp_path / "b", log=lambda _: None)
+    videos, _ = clip_videos(samples)
+    clips = torch.stack([torch.from_numpy(v[t:t + 5].astype(np.float32)).permute(3, 0, 1, 2)
+                         for v in videos for t in range(0, 5)])
+
+    def l1(vae) -> float:
+        with torch.no_grad():
+            return float((vae(clips).sample - clips).abs().mean())
+
+    before = l1(make_vae(cfg, tiny_preset / "base").eval())
+    after = l1(AutoencoderKLWan.from_pretrained(str(out / "vae")).eval())
+    assert after < 0.8 * before, (before, after)
+
+
+@pytest.mark.parametrize("key,value", [("clip_frames", 4), ("dim_mult", [1, 2, 2]), ("steps", -1)])
+def test_bad_vae_settings_name_the_key(tmp_path, key, value):
+    from kinema4d_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"vae.{key}"):
+        _cfg(tmp_path, **{key: value})
