@@ -27,7 +27,7 @@ from kinema4d_core.types import Backend, CancelFn, Cancelled, GenerationRequest,
 
 DTYPES = ("bf16", "fp32")
 OFFLOADS = ("none", "model", "group")
-BACKENDS = ("kinema4d", "kinema4d-tiny", "static-scene")
+BACKENDS = ("kinema4d", "kinema4d-tiny", "kinema4d-mini", "static-scene")
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -216,6 +216,58 @@ class TinyBackend(Kinema4DBackend):
                          weights_note=note, **options)
 
 
+def mini_model_dir() -> Path:
+    """Folder of the shipped mini model: ``$KINEMA4D_MINI_DIR`` or ``<repo>/models/kinema4d-mini``."""
+    import os
+
+    import kinema4d_core
+
+    env = os.environ.get("KINEMA4D_MINI_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path(kinema4d_core.__file__).resolve().parents[1] / "models" / "kinema4d-mini"
+
+
+class MiniBackend(Kinema4DBackend):
+    """The learned mini model: the Kinema4D architecture at 64 x 96 per modality, trained from scratch
+    by ``scripts/train_mini.sh`` on the MuJoCo sim world ONLY (see models/kinema4d-mini/MODEL_CARD.md).
+    Runs on the CPU in seconds. Sampling is always single-pass (``guidance_mode`` single): the model
+    was trained at robot-condition scale 1 only, so the released robot-scale guidance does not apply;
+    the metadata says so when a request asked for another mode."""
+
+    name = "kinema4d-mini"
+    SCOPE = "trained only on the kinema4d sim world (MuJoCo Panda, push and pick-and-place of one cube)"
+
+    def __init__(self, checkpoint_dir: str | Path | None = None, *, device: str = "cpu", dtype: str = "fp32",
+                 **options):
+        from kinema4d_core.errors import CheckpointError
+
+        folder = Path(checkpoint_dir) if checkpoint_dir is not None else mini_model_dir()
+        if not (folder / "training_info.json").is_file() or not (folder / "base").is_dir():
+            raise CheckpointError(f"{folder} holds no exported mini model (base/, kinema4d_ckpt/, training_info.json)",
+                                  field="checkpoint", fix="train one with scripts/train_mini.sh and pass "
+                                                          "--checkpoint runs/mini/export, or restore models/kinema4d-mini")
+        super().__init__(folder / "base", folder, variant="rgb-pm", device=device, dtype=dtype,
+                         weights_note=f"mini model from {folder}: {self.SCOPE}", **options)
+        self.folder = folder
+
+    def metadata(self, request: GenerationRequest) -> dict:
+        meta = super().metadata(request)
+        meta.update(guidance_mode="single", scope=self.SCOPE)
+        if request.guidance_mode != "single":
+            meta["guidance_note"] = (f"requested guidance_mode {request.guidance_mode!r} was not applied: the mini "
+                                     "model samples single-pass (trained at robot-condition scale 1 only)")
+        return meta
+
+    def generate(self, request: GenerationRequest, progress: ProgressFn | None = None,
+                 should_cancel: CancelFn | None = None) -> Rollout:
+        from dataclasses import replace
+
+        rollout = super().generate(replace(request, guidance_mode="single"), progress, should_cancel)
+        rollout.metadata.update(self.metadata(request))
+        return rollout
+
+
 # ------------------------------------------------------------------------------------ baseline
 def backproject_depth(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
     """(H, W) metres -> (H, W, 3) camera-frame points at integer pixel centres (no distortion:
@@ -311,6 +363,13 @@ register_backend(BackendSpec(
              _with_default(_MODEL_OPTIONS[0], "rgb-pm"),
              BackendOption("device", str, "cpu", "torch device: cuda, cuda:N or cpu"),
              _with_default(_MODEL_OPTIONS[1], "fp32"), *_MODEL_OPTIONS[2:])))
+register_backend(BackendSpec(
+    name="kinema4d-mini", summary="model: Kinema4D mini, learned on the sim world only (CPU, seconds)",
+    factory=MiniBackend, fixed_geometry=True, default_steps=10,
+    options=(BackendOption("checkpoint_dir", Path, None, "an exported mini model folder (none: the shipped "
+                           "models/kinema4d-mini)", flag="checkpoint", param="checkpoint_path"),
+             BackendOption("device", str, "cpu", "torch device: cpu, cuda or cuda:N"),
+             _with_default(_MODEL_OPTIONS[1], "fp32"), _MODEL_OPTIONS[6])))
 register_backend(BackendSpec(
     name="static-scene", summary="baseline: no environment dynamics (first frame + robot render)",
     factory=StaticSceneBackend, is_baseline=True, default_steps=0))

@@ -25,6 +25,7 @@ from kinema4d_core.batch import (CODE_VERSION, MARKER, REPORT, BatchPlan, Job, _
                                   remove_leftovers, run_batch, run_job, with_inputs, write_batch_report)
 from kinema4d_core.errors import InputError, Kinema4DError
 from kinema4d_core.io import write_npz, write_text
+from kinema4d_core.registry import DEFAULT_BACKEND
 from kinema4d_core.plots import PALETTE, bar_chart_png  # noqa: F401 (re-exported)
 from kinema4d_core.resources import Resources
 from kinema4d_core.service import LIMIT_SLACK, clip_to_limits  # noqa: F401 (re-exported: the service's rule)
@@ -54,11 +55,11 @@ class PipelineConfig:
 
     robot: str
     calibration: str
-    backend: str = "static-scene"
+    backend: str = DEFAULT_BACKEND
     backend_options: tuple[tuple[str, Any], ...] = ()
     n_frames: int = 49
     seed: int = 42
-    steps: int = 50
+    steps: int = 0                 # 0: the backend's default (BackendSpec.default_steps)
     write_bag: bool = True
     bag_storage: str = "mcap"
     rescale_to_stream: bool = False
@@ -563,7 +564,7 @@ class BenchmarkConfig:
     size: tuple[int, int] | None = None
     n_frames: int = 49
     seed: int = 42
-    steps: int = 50
+    steps: int = 0                 # 0: each backend's default
     robot: str = "panda"
     with_lpips: bool = True
     retry_failed: bool = False

@@ -26,6 +26,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 from kinema4d_core.errors import ConfigError
 
+#: the backend every command, node and launch file uses unless told otherwise
+DEFAULT_BACKEND = "static-scene"
 #: modules whose import registers backends (imported on the first registry query)
 BACKEND_MODULES: list[str] = ["kinema4d_core.backends"]
 
@@ -213,9 +215,10 @@ def all_options() -> dict[str, list[tuple[BackendSpec, BackendOption]]]:
     return out
 
 
-def add_backend_arguments(parser: Any, *, default: str = "static-scene", skip: Iterable[str] = ()) -> None:
+def add_backend_arguments(parser: Any, *, default: str | None = None, skip: Iterable[str] = ()) -> None:
     """``--backend`` (choices: the registry) and one flag per backend option (default None = the
     backend's own default, listed in the help). ``skip``: flags the command defines itself."""
+    default = default or DEFAULT_BACKEND
     specs = backend_specs()
     lines = [f"{s.name}: {s.summary}" for s in specs]
     parser.add_argument("--backend", default=default, choices=[s.name for s in specs],

@@ -23,9 +23,9 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
     option (``kinema4d_core.registry``), plus the sampling flags."""
     from kinema4d_core.registry import add_backend_arguments
 
-    add_backend_arguments(p, default="static-scene")
+    add_backend_arguments(p)
     p.add_argument("--frames", type=int, default=49, help="frames per episode the model generates (default 49)")
-    p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
+    p.add_argument("--steps", type=int, default=0, help="sampling steps (default 0: the backend's own default)")
     p.add_argument("--seed", type=int, default=42, help="sampling seed (default 42)")
 
 

@@ -22,8 +22,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="rollout output folder")
     from kinema4d_core.registry import add_backend_arguments
 
-    add_backend_arguments(p, default="kinema4d")
-    p.add_argument("--steps", type=int, default=50, help="denoising steps (default 50)")
+    add_backend_arguments(p)
+    p.add_argument("--steps", type=int, default=0, help="denoising steps (default 0: the backend's default, "
+                                                        "50 for kinema4d)")
     p.add_argument("--guidance", type=float, default=5.0, help="guidance scale (default 5.0)")
     p.add_argument("--guidance-mode", choices=("faithful", "single"), default="faithful",
                    help="faithful: released numerics (2 passes, batched); single: one pass, half the compute")
@@ -75,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     from kinema4d_core.rollout import save_rollout
     from kinema4d_core.service import EpisodeRequest, prepare_episode
 
-    if args.steps < 1:
-        raise InputError(f"must be >= 1, got {args.steps}", field="--steps")
+    if args.steps < 0:
+        raise InputError(f"must be >= 0 (0: the backend's default), got {args.steps}", field="--steps")
     check_backend_args(args)
     spec = backend_spec(args.backend)
     image = read_image(args.first_frame)

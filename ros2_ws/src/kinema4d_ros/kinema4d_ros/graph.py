@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from kinema4d_core.errors import ConfigError
-from kinema4d_core.registry import backend_names, backend_spec, node_parameters, options_from_params
+from kinema4d_core.registry import DEFAULT_BACKEND, backend_names, backend_spec, node_parameters, options_from_params
 
 MODES = ("sim", "real", "replay")
 PACKAGE = "kinema4d_ros"
@@ -42,7 +42,7 @@ class Argument:
 ARGUMENTS: tuple[Argument, ...] = (
     Argument("robot", "panda", "Robot config name (urdf/<name>.yaml) or robot yaml path."),
     Argument("calibration", "", "Camera calibration yaml (empty: calibration/sim_camera.yaml for sim)."),
-    Argument("backend", "static-scene", "Generation backend: " + " | ".join(backend_names()) + "."),
+    Argument("backend", DEFAULT_BACKEND, "Generation backend: " + " | ".join(backend_names()) + "."),
     *(Argument(name, "", _backend_param_help(name)) for name in BACKEND_PARAMS),
     Argument("output_root", "runs", "Folder receiving one run folder per simulation."),
     Argument("use_sim_time", "false", "Use /clock (true for replay; optional for sim)."),

@@ -78,7 +78,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from kinema4d_core.errors import ConfigError, InputError, Kinema4DError
-from kinema4d_core.registry import backend_names, backend_spec, options_from_params
+from kinema4d_core.registry import DEFAULT_BACKEND, backend_names, backend_spec, options_from_params
 from kinema4d_core.rollout import frame_points
 from kinema4d_interfaces.action import Simulate
 from kinema4d_ros import qos
@@ -117,7 +117,7 @@ PARAMS = (
     ParamSpec("calibration_file", "", "Camera calibration yaml (intrinsics and T_base_camera).",
               check=lambda p: f"calibration_file '{p}' does not exist" if p and not Path(p).is_file() else None),
     *CALIBRATION_SOURCE_PARAMS,
-    ParamSpec("backend", "static-scene", "Generation backend, loaded once at start.", choices=BACKENDS,
+    ParamSpec("backend", DEFAULT_BACKEND, "Generation backend, loaded once at start.", choices=BACKENDS,
               read_only=True),
     ParamSpec("base_path", "", "Wan2.1 I2V base folder (backend kinema4d).", read_only=True),
     ParamSpec("checkpoint_path", "", "Kinema4D checkpoint folder (kinema4d; optional for kinema4d-tiny).",
