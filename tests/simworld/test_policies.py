@@ -65,3 +65,15 @@ def test_an_aim_episode_records_its_policy_and_differs_from_the_scripted_one(sma
     assert not np.allclose(aimed.joint_targets, scripted.joint_targets)
     save_episode(aimed, tmp_path / "ep.npz")
     assert load_episode(tmp_path / "ep.npz").policy == "aim-8cm"
+
+
+def test_the_cli_checks_policies_before_running_anything(tmp_path, capsys):
+    from kinema4d_core.cli import main
+
+    out = str(tmp_path / "x")
+    assert main(["evaluate", out, "--sim-benchmark", "1", "--backends", "static-scene",
+                 "--policies", "scripted,aim-3cm"]) == 2
+    assert "--policies" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main(["evaluate", out, "--sim-benchmark", "1", "--policies", "scripted,scripted"]) == 2
+    assert main(["evaluate", out, "--policies", "aim-2cm"]) == 2      # a finished folder runs no policy
+    assert "add --sim-benchmark" in capsys.readouterr().err and not (tmp_path / "x").exists()
