@@ -478,10 +478,12 @@ def _evaluation_plots(plot_dir: Path, episodes: Sequence[dict[str, Any]], table:
 # ----------------------------------------------------------------------------------------------
 
 def sim_jobs(n: int, tasks: Sequence[str], *, policy: str | Sequence[str] = "scripted",
-             n_frames: int = 49) -> list[Job]:
-    """``n`` simulated episodes per task and policy (seeds 0..n-1), scenario = task, named
-    ``<task>_<policy>_<seed>``. policy: one name or several of ``simworld.tasks.POLICIES``
-    (InputError naming the known ones otherwise)."""
+             n_frames: int = 49, first_seed: int = 0) -> list[Job]:
+    """``n`` simulated episodes per task and policy (seeds first_seed..first_seed+n-1), scenario =
+    task, named ``<task>_<policy>_<seed>``. policy: one name or several of
+    ``simworld.tasks.POLICIES`` (InputError naming the known ones otherwise). first_seed: start
+    past the seeds a model was trained on (``data.sim.first_seed + episodes_per_task`` of its
+    training config) so that the episodes are held out."""
     from kinema4d_core.simworld.tasks import check_policy
 
     policies = (policy,) if isinstance(policy, str) else tuple(policy)
@@ -489,8 +491,10 @@ def sim_jobs(n: int, tasks: Sequence[str], *, policy: str | Sequence[str] = "scr
         raise InputError(f"policies {list(policies)}", field="policy", fix="name each policy once")
     for pol in policies:
         check_policy(pol)
+    if not isinstance(first_seed, (int, np.integer)) or first_seed < 0:
+        raise InputError(f"first seed {first_seed!r}", field="--first-seed", fix="use an integer >= 0")
     return [Job(f"{task}_{pol}_{seed:03d}", "sim", task, {"seed": seed, "policy": pol, "n_frames": n_frames})
-            for task in tasks for pol in policies for seed in range(n)]
+            for task in tasks for pol in policies for seed in range(int(first_seed), int(first_seed) + n)]
 
 
 def sim_sensor_episode(name: str, ep: Any) -> Any:
@@ -581,7 +585,9 @@ class BenchmarkConfig:
     """A backend comparison: ``n`` scripted episodes per task and policy (``policies``, names of
     ``simworld.tasks.POLICIES``), recorded once at ``size`` (H, W) with ``n_frames`` frames, then
     run through every backend in ``backends`` (name -> options). ``bootstrap``: replicates of
-    the bootstrap confidence intervals of the correlations across policies (seeded with ``seed``)."""
+    the bootstrap confidence intervals of the correlations across policies (seeded with ``seed``).
+    ``first_seed``: the episodes use sim seeds first_seed..first_seed+n-1 (start past a model's
+    training seeds for held-out episodes)."""
 
     n: int
     tasks: tuple[str, ...]
@@ -595,6 +601,7 @@ class BenchmarkConfig:
     retry_failed: bool = False
     policies: tuple[str, ...] = ("scripted",)
     bootstrap: int = 1000
+    first_seed: int = 0
 
 
 def benchmark_size(cfg: BenchmarkConfig, resources: Resources | None = None) -> tuple[tuple[int, int], dict[str, str]]:
@@ -718,7 +725,8 @@ def run_backend_comparison(out_dir: str | Path, cfg: BenchmarkConfig, *, progres
         raise InputError("no backends", field="--backends", fix="list at least one, e.g. static-scene")
     if cfg.bootstrap < 0:
         raise InputError(f"{cfg.bootstrap} bootstrap replicates", field="bootstrap", fix="use 0 (none) or more")
-    jobs = sim_jobs(cfg.n, cfg.tasks, policy=cfg.policies, n_frames=cfg.n_frames)  # checks the policies first
+    jobs = sim_jobs(cfg.n, cfg.tasks, policy=cfg.policies, n_frames=cfg.n_frames,  # checks the policies first
+                    first_seed=cfg.first_seed)
     res = resources or Resources()
     size, unavailable = benchmark_size(cfg, res)
     episodes_dir = out_dir / SIM_EPISODES_DIR
@@ -735,7 +743,7 @@ def run_backend_comparison(out_dir: str | Path, cfg: BenchmarkConfig, *, progres
     run_batch(jobs, episodes_dir, RecordSimProcessor(size), retry_failed=cfg.retry_failed, executor=executor,
               progress=progress, extra_report={"size": list(size), "frames": cfg.n_frames, "tasks": list(cfg.tasks),
                                                "policy": ", ".join(cfg.policies), "policies": list(cfg.policies),
-                                               "robot": cfg.robot})
+                                               "first_seed": cfg.first_seed, "robot": cfg.robot})
     camera = sim_camera_model(SimConfig()).resized(*size)
     criteria = sim_success_criteria(cfg.tasks)
     results: dict[str, Any] = {}
@@ -846,7 +854,7 @@ def comparison_table(results: dict[str, Any], episodes_report: dict[str, Any], c
             correlations.append({**base, **policy_correlation(outcomes, bootstrap=bootstrap, seed=cfg.seed)})
     rec_ok = [e for e in rec.values() if e.get("status") == "ok"]
     return {"episodes_per_task": cfg.n, "tasks": list(cfg.tasks), "policy": ", ".join(policies),
-            "policies": policies, "frames": cfg.n_frames,
+            "policies": policies, "sim_seeds": [cfg.first_seed, cfg.first_seed + cfg.n - 1], "frames": cfg.n_frames,
             "size": list(size), "steps": cfg.steps, "seed": cfg.seed,
             "backends": [{"name": n, "baseline": _is_baseline(n), "role": _role(n)}
                          for n, _ in cfg.backends],
@@ -879,9 +887,11 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
     per = "task" if len(policies) == 1 else "task and policy"
     role_of = lambda r: ("**baseline**" if r["baseline"] else  # noqa: E731
                          "untrained reference" if r["backend"] == "kinema4d-tiny" else "model")
+    seeds = comparison.get("sim_seeds")
     lines = [f"# Backend comparison: {who}, {comparison['episodes_per_task']} episode(s) per {per}",
              "",
-             f"Simulated world, tasks {', '.join(comparison['tasks'])}; {comparison['frames']} frames at {w}x{h}; "
+             f"Simulated world, tasks {', '.join(comparison['tasks'])}"
+             + (f", sim seeds {seeds[0]}-{seeds[1]}" if seeds else "") + f"; {comparison['frames']} frames at {w}x{h}; "
              f"the same recorded episodes for every backend ({comparison['sim_episodes']['ok']}/"
              f"{comparison['sim_episodes']['total']} recorded, {f(comparison['sim_episodes']['seconds_per_episode'])} s "
              f"each). GT success = the sim's physics judgement; Sim success = the same task's detector on the "

@@ -71,6 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--policies", default="scripted",
                    help="comma-separated sim benchmark policies, N episodes each: scripted (default), aim-2cm, "
                         "aim-4cm, aim-8cm (the script plans from a cube position off by that much)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="sim benchmark seeds are FIRST..FIRST+N-1 (default 0); start past a model's training "
+                        "seeds (its config's data.sim.first_seed + episodes_per_task) for held-out episodes")
     p.add_argument("--backends", help="comma-separated backends to compare on the same sim episodes, "
                                       "e.g. static-scene,kinema4d-tiny,kinema4d (with --sim-benchmark)")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
@@ -92,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--executor ray runs episodes; evaluating a finished folder runs none",
                          field="--executor", fix="add --sim-benchmark N, or drop --executor ray")
     policies = _policies(args)
+    if args.sim_benchmark is None and args.first_seed != 0:
+        raise InputError("--first-seed chooses the sim benchmark's seeds", field="--first-seed",
+                         fix="add --sim-benchmark N, or drop --first-seed")
     if args.backends is not None:
         return _compare(args, executor, policies)
     if args.size is not None:
@@ -115,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = PipelineConfig(robot=args.robot, calibration="", backend=args.backend,
                              backend_options=backend_options(args), n_frames=args.frames, seed=args.seed,
                              steps=args.steps, write_bag=False)
-        jobs = with_inputs(sim_jobs(args.sim_benchmark, args.tasks, policy=policies, n_frames=args.frames),
-                           pipeline_inputs(cfg))
+        jobs = with_inputs(sim_jobs(args.sim_benchmark, args.tasks, policy=policies, n_frames=args.frames,
+                                    first_seed=args.first_seed), pipeline_inputs(cfg))
         # the model is loaded once per process that runs episodes (this one, or each Ray worker)
         run_batch(jobs, args.dir, SimJobProcessor(cfg), progress=not args.quiet, executor=executor,
                   retry_failed=args.retry_failed,
@@ -174,7 +180,7 @@ def _compare(args: argparse.Namespace, executor: object = None, policies: tuple[
     cfg = BenchmarkConfig(n=args.sim_benchmark, tasks=tuple(args.tasks), backends=backends,
                           size=tuple(args.size) if args.size else None, n_frames=args.frames, seed=args.seed,
                           steps=args.steps, robot=args.robot, with_lpips=not args.no_lpips,
-                          retry_failed=args.retry_failed, policies=policies)
+                          retry_failed=args.retry_failed, policies=policies, first_seed=args.first_seed)
     comparison = run_backend_comparison(args.dir, cfg, progress=not args.quiet, executor=executor)
     from kinema4d_core.evaluation import comparison_markdown
 

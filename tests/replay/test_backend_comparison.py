@@ -82,11 +82,12 @@ def test_policy_evaluation_table_and_object_metrics_on_two_policies(tmp_path):
     import math
 
     cfg = V.BenchmarkConfig(n=1, tasks=("push",), backends=(("static-scene", ()),), size=(120, 180), n_frames=8,
-                            with_lpips=False, policies=("scripted", "aim-4cm"), bootstrap=50)
+                            with_lpips=False, policies=("scripted", "aim-4cm"), bootstrap=50, first_seed=100)
     cmp = V.run_backend_comparison(tmp_path / "bench", cfg, progress=False)
     assert cmp["policies"] == ["scripted", "aim-4cm"] and cmp["sim_episodes"]["ok"] == 2
+    assert cmp["sim_seeds"] == [100, 100]   # held out: past the seeds a model was trained on
     rec = json.loads((tmp_path / "bench" / "sim_episodes" / "report.json").read_text())
-    assert sorted(e["name"] for e in rec["episodes"]) == ["push_aim-4cm_000", "push_scripted_000"]
+    assert sorted(e["name"] for e in rec["episodes"]) == ["push_aim-4cm_100", "push_scripted_100"]
     aim = next(e for e in rec["episodes"] if e["policy"] == "aim-4cm")
     assert math.dist(aim["believed_cube_xy"], (0.5, -0.08)) == pytest.approx(0.04)
     rows = {r["task"]: r for r in cmp["rows"]}
@@ -110,6 +111,6 @@ def test_policy_evaluation_table_and_object_metrics_on_two_policies(tmp_path):
         assert [p["policy"] for p in c["policies"]] == ["aim-4cm", "scripted"]
         assert c["pearson"].startswith("unavailable: needs >= 3 policies") and isinstance(c["spearman_ci"], str)
     md = (tmp_path / "bench" / "comparison.md").read_text()
-    assert "policies scripted, aim-4cm, 1 episode(s) per task and policy" in md
+    assert "policies scripted, aim-4cm, 1 episode(s) per task and policy" in md and "sim seeds 100-100" in md
     assert "## Policy evaluation (Table 3)" in md and "| static-scene | **baseline** | push | aim-4cm | 1 |" in md
     assert "Obj. Chamfer (m)" in md and "unavailable: needs >= 3 policies" in md

@@ -53,6 +53,10 @@ def test_unknown_policies_are_refused_with_the_known_ones(robot, small_world):
     jobs = sim_jobs(2, ["push", "pick_place"], policy=["scripted", "aim-2cm"], n_frames=4)
     assert len({j.name for j in jobs}) == len(jobs) == 8 and "push_aim-2cm_001" in {j.name for j in jobs}
     assert [j.name for j in sim_jobs(1, ["push"])] == ["push_scripted_000"]   # one policy: names as before
+    held_out = sim_jobs(2, ["push"], first_seed=24)
+    assert [j.params["seed"] for j in held_out] == [24, 25] and held_out[0].name == "push_scripted_024"
+    with pytest.raises(InputError, match="first seed"):
+        sim_jobs(1, ["push"], first_seed=-1)
 
 
 def test_an_aim_episode_records_its_policy_and_differs_from_the_scripted_one(small_world, tmp_path):
@@ -77,3 +81,5 @@ def test_the_cli_checks_policies_before_running_anything(tmp_path, capsys):
     assert main(["evaluate", out, "--sim-benchmark", "1", "--policies", "scripted,scripted"]) == 2
     assert main(["evaluate", out, "--policies", "aim-2cm"]) == 2      # a finished folder runs no policy
     assert "add --sim-benchmark" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main(["evaluate", out, "--first-seed", "24"]) == 2
+    assert "--first-seed" in capsys.readouterr().err and not (tmp_path / "x").exists()
