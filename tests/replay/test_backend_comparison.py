@@ -106,10 +106,12 @@ def test_policy_evaluation_table_and_object_metrics_on_two_policies(tmp_path):
         assert r["episodes"] == r["gt_n"] == r["sim_n"] == r["agreement_n"] == (2 if pol == "all" else 1)
         assert r["agreement"] == (r["gt_rate"] == r["sim_rate"] if pol != "all" else r["agreement"])
         assert 0 <= r["agreement_ci"][0] <= r["agreement_ci"][1] <= 1
+        assert 0 <= r["detected_gt_rate"] <= 1 and 0 <= r["agreement_with_detected_gt"] <= 1
     (c_push, c_all) = pe["correlation"]
     for c in (c_push, c_all):
         assert [p["policy"] for p in c["policies"]] == ["aim-4cm", "scripted"]
         assert c["pearson"].startswith("unavailable: needs >= 3 policies") and isinstance(c["spearman_ci"], str)
+        assert c["vs_detected_gt"]["spearman"].startswith("unavailable: needs >= 3 policies")
     md = (tmp_path / "bench" / "comparison.md").read_text()
     assert "policies scripted, aim-4cm, 1 episode(s) per task and policy" in md and "sim seeds 100-100" in md
     assert "## Policy evaluation (Table 3)" in md and "| static-scene | **baseline** | push | aim-4cm | 1 |" in md
