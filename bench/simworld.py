@@ -2,6 +2,7 @@
 and agreement of the sim's robot mask with the core renderer. Prints figures; asserts nothing.
 
     MUJOCO_GL=egl .venv/bin/python bench/simworld.py [--height 480 --width 720] [--seeds 10]
+        [--policies scripted,aim-2cm,aim-4cm,aim-8cm]   (outcome table per policy)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=10, help="seeds per task for the outcome table")
     ap.add_argument("--outcome-size", type=int, nargs=2, default=(120, 180), metavar=("H", "W"),
                     help="image size for the outcome runs (outcomes do not depend on it)")
+    ap.add_argument("--policies", default="scripted", help="comma-separated policies for the outcome table")
     args = ap.parse_args()
 
     t = time.perf_counter()
@@ -60,15 +62,16 @@ def main() -> None:
 
     h, w = args.outcome_size
     with SimWorld(SimConfig(width=w, height=h)) as small:
-        for task in ("push", "pick_place"):
-            wins = []
-            for seed in range(args.seeds):
-                e = small.run_episode(task, 49, seed)
-                wins.append(e.success)
-                print(f"  {task:10s} seed {seed:3d}: success={e.success!s:5s} "
-                      f"displacement={e.metrics['cube_displacement_m']:.3f} m "
-                      f"to_target={e.metrics['distance_to_target_m']:.3f} m lift={e.metrics['max_lift_m']:.3f} m")
-            print(f"{task}: {sum(wins)}/{len(wins)} successes")
+        for policy in args.policies.split(","):
+            for task in ("push", "pick_place"):
+                wins = []
+                for seed in range(args.seeds):
+                    e = small.run_episode(task, 49, seed, policy=policy)
+                    wins.append(e.success)
+                    print(f"  {task:10s} {policy} seed {seed:3d}: success={e.success!s:5s} "
+                          f"displacement={e.metrics['cube_displacement_m']:.3f} m "
+                          f"to_target={e.metrics['distance_to_target_m']:.3f} m lift={e.metrics['max_lift_m']:.3f} m")
+                print(f"{task} {policy}: {sum(wins)}/{len(wins)} successes")
 
 
 if __name__ == "__main__":

@@ -30,9 +30,10 @@ from kinema4d_core.plots import PALETTE, bar_chart_png  # noqa: F401 (re-exporte
 from kinema4d_core.resources import Resources
 from kinema4d_core.service import LIMIT_SLACK, clip_to_limits  # noqa: F401 (re-exported: the service's rule)
 from kinema4d_core.success import (MIN_OBJECT_PIXELS, ROBOT_DILATION_PX, SuccessCriteria,  # noqa: F401 (re-exported)
-                                    SuccessResult, detect_success, object_pixels, segment_object_points)
-from kinema4d_core.statistics import (Outcome, _fmt_rate, _rate, outcomes_to_json, policy_correlation,  # noqa: F401
-                                       success_table, table_markdown, wilson_interval)
+                                    SuccessResult, detect_success, object_metrics, object_pixels,
+                                    segment_object_points)
+from kinema4d_core.statistics import (Outcome, _fmt_rate, _rate, agreement, outcomes_to_json,  # noqa: F401
+                                       policy_correlation, success_table, table_markdown, wilson_interval)
 
 log = logging.getLogger("kinema4d.evaluation")
 
@@ -297,7 +298,12 @@ def scale_intrinsics(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
 
 def evaluate_episode(job_dir: Path, criteria: SuccessCriteria | None, *, robo4d_root: Path | None = None,
                      with_lpips: bool = True) -> dict[str, Any]:
-    """Metrics (and success on GT and prediction) of one completed episode folder."""
+    """Metrics (and success on GT and prediction) of one completed episode folder.
+
+    With ``criteria`` and ground-truth depth, ``object`` compares the object segmented on the
+    ground truth and on the prediction by the same detector (``success.object_metrics``:
+    object Chamfer and final object position error, metres, base frame); otherwise it is
+    "unavailable: reason"."""
     from kinema4d_core.metrics import depth_to_pointmap, pointmap_metrics, video_metrics
 
     roll = _load_npz(job_dir / "rollout.npz")
@@ -337,18 +343,23 @@ def evaluate_episode(job_dir: Path, criteria: SuccessCriteria | None, *, robo4d_
         gt_pm = depth_to_pointmap(depth, K).astype(np.float32).astype(np.float64)
         valid = np.isfinite(depth) & np.all(np.isfinite(roll["pointmap"]), axis=-1)
         out["geometry"] = pointmap_metrics(pred_pm(), gt_pm, valid)
-        if criteria is not None:
+        if criteria is None:
+            out["object"] = "unavailable: no success criteria (the object is segmented by the task's detector)"
+        else:
             g = detect_success(gt_pm, mask, T_bc, criteria)
             out["gt_success"] = g.success
             out["gt_max_lift_m"] = float(np.nanmax(g.lift)) if g.frames_with_object else None
             out["gt_detection"] = g.summary()
     else:
         out["geometry"] = "unavailable: no ground-truth depth was recorded"
+        out["object"] = "unavailable: no ground-truth depth was recorded"
     if criteria is not None:
         s = detect_success(pred_pm(), mask, T_bc, criteria)
         out["sim_success"] = s.success
         out["sim_max_lift_m"] = float(np.nanmax(s.lift)) if s.frames_with_object else None
         out["sim_detection"] = s.summary()
+        if "depth" in gt:
+            out["object"] = object_metrics(g.object_points, s.object_points)
     return out
 
 
@@ -408,7 +419,8 @@ def evaluate_directory(run_dir: str | Path, criteria: SuccessCriteria | None = N
 
 
 _SUMMARY_KEYS = (("video", "psnr"), ("video", "ssim"), ("video", "temp_rgb"), ("geometry", "cd_l1"),
-                 ("geometry", "cd_l2"), ("geometry", "fscore"), ("geometry", "temp_cd_l1"), ("geometry", "flow_epe"))
+                 ("geometry", "cd_l2"), ("geometry", "fscore"), ("geometry", "temp_cd_l1"), ("geometry", "flow_epe"),
+                 ("object", "object_chamfer_m"), ("object", "final_object_error_m"))
 
 
 def _summarize(episodes: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -466,10 +478,24 @@ def _evaluation_plots(plot_dir: Path, episodes: Sequence[dict[str, Any]], table:
 # Simulated-world policy rollouts as episodes (benchmark)
 # ----------------------------------------------------------------------------------------------
 
-def sim_jobs(n: int, tasks: Sequence[str], *, policy: str = "scripted", n_frames: int = 49) -> list[Job]:
-    """``n`` simulated episodes per task (seeds 0..n-1), scenario = task."""
-    return [Job(f"{task}_{policy}_{seed:03d}", "sim", task, {"seed": seed, "policy": policy, "n_frames": n_frames})
-            for task in tasks for seed in range(n)]
+def sim_jobs(n: int, tasks: Sequence[str], *, policy: str | Sequence[str] = "scripted",
+             n_frames: int = 49, first_seed: int = 0) -> list[Job]:
+    """``n`` simulated episodes per task and policy (seeds first_seed..first_seed+n-1), scenario =
+    task, named ``<task>_<policy>_<seed>``. policy: one name or several of
+    ``simworld.tasks.POLICIES`` (InputError naming the known ones otherwise). first_seed: start
+    past the seeds a model was trained on (``data.sim.first_seed + episodes_per_task`` of its
+    training config) so that the episodes are held out."""
+    from kinema4d_core.simworld.tasks import check_policy
+
+    policies = (policy,) if isinstance(policy, str) else tuple(policy)
+    if not policies or len(set(policies)) != len(policies):
+        raise InputError(f"policies {list(policies)}", field="policy", fix="name each policy once")
+    for pol in policies:
+        check_policy(pol)
+    if not isinstance(first_seed, (int, np.integer)) or first_seed < 0:
+        raise InputError(f"first seed {first_seed!r}", field="--first-seed", fix="use an integer >= 0")
+    return [Job(f"{task}_{pol}_{seed:03d}", "sim", task, {"seed": seed, "policy": pol, "n_frames": n_frames})
+            for task in tasks for pol in policies for seed in range(int(first_seed), int(first_seed) + n)]
 
 
 def sim_sensor_episode(name: str, ep: Any) -> Any:
@@ -484,13 +510,15 @@ def sim_sensor_episode(name: str, ep: Any) -> Any:
 
 
 def process_sim_job(job: Job, job_dir: Path, cfg: PipelineConfig, resources: Resources | None = None) -> dict[str, Any]:
-    """Run the sim world's scripted policy for the job's task and seed, then the pipeline on its
-    recording (the sim's own depth is the geometry ground truth; its success is the GT outcome)."""
+    """Run the sim world's scripted policy (the job's ``policy``) for the job's task and seed, then
+    the pipeline on its recording (the sim's own depth is the geometry ground truth; its success
+    is the GT outcome)."""
     from kinema4d_core.simworld.world import SimWorld
 
     p = job.params
     with SimWorld() as world:
-        ep = world.run_episode(job.source, n_frames=p["n_frames"], seed=p["seed"])
+        ep = world.run_episode(job.source, n_frames=p["n_frames"], seed=p["seed"],
+                               policy=p.get("policy", "scripted"))
         camera = world.camera_model()
     summary = simulate_sensor_episode(sim_sensor_episode(job.name, ep), cfg, job_dir, camera=camera,
                                       resources=resources)
@@ -555,8 +583,12 @@ def sim_success_criteria(tasks: Sequence[str], config: Any = None) -> dict[str, 
 
 @dataclass(frozen=True)
 class BenchmarkConfig:
-    """A backend comparison: ``n`` scripted episodes per task, recorded once at ``size`` (H, W)
-    with ``n_frames`` frames, then run through every backend in ``backends`` (name -> options)."""
+    """A backend comparison: ``n`` scripted episodes per task and policy (``policies``, names of
+    ``simworld.tasks.POLICIES``), recorded once at ``size`` (H, W) with ``n_frames`` frames, then
+    run through every backend in ``backends`` (name -> options). ``bootstrap``: replicates of
+    the bootstrap confidence intervals of the correlations across policies (seeded with ``seed``).
+    ``first_seed``: the episodes use sim seeds first_seed..first_seed+n-1 (start past a model's
+    training seeds for held-out episodes)."""
 
     n: int
     tasks: tuple[str, ...]
@@ -568,6 +600,9 @@ class BenchmarkConfig:
     robot: str = "panda"
     with_lpips: bool = True
     retry_failed: bool = False
+    policies: tuple[str, ...] = ("scripted",)
+    bootstrap: int = 1000
+    first_seed: int = 0
 
 
 def benchmark_size(cfg: BenchmarkConfig, resources: Resources | None = None) -> tuple[tuple[int, int], dict[str, str]]:
@@ -603,23 +638,28 @@ def benchmark_size(cfg: BenchmarkConfig, resources: Resources | None = None) -> 
 
 
 def record_sim_job(job: Job, job_dir: Path, size: tuple[int, int]) -> dict[str, Any]:
-    """Batch ``process``: run the scripted policy for the job's task and seed and store the
+    """Batch ``process``: run the job's scripted policy for its task and seed and store the
     recording at ``size`` (rgb area-averaged, depth and robot mask nearest) with the camera's K
-    scaled to it, as ``job_dir/episode.npz``. The marker carries the sim's own success verdict."""
+    scaled to it, as ``job_dir/episode.npz``. The marker carries the sim's own success verdict
+    and where the policy believed the cube was."""
     from kinema4d_core.simworld.episode import save_episode
+    from kinema4d_core.simworld.tasks import believed_cube_xy
     from kinema4d_core.simworld.world import SimWorld
 
     p = job.params
+    policy = p.get("policy", "scripted")
     with SimWorld() as world:
-        ep = world.run_episode(job.source, n_frames=p["n_frames"], seed=p["seed"])
+        ep = world.run_episode(job.source, n_frames=p["n_frames"], seed=p["seed"], policy=policy)
         camera = world.camera_model().resized(*size)
+        believed = believed_cube_xy(policy, world.config, p["seed"])
     ep.rgb = _resize_video(np.asarray(ep.rgb), size)
     ep.depth = _resize_video(ep.depth.astype(np.float32), size, nearest=True)
     ep.robot_mask = _resize_video(ep.robot_mask.astype(np.uint8), size, nearest=True).astype(bool)
     ep.K = np.asarray(camera.K)
     save_episode(ep, job_dir / SIM_EPISODE_FILE)
-    return {"scenario": job.source, "policy": p["policy"], "seed": p["seed"], "gt_success": bool(ep.success),
-            "sim_judgement": ep.summary(), "frames": int(ep.n_frames), "size": list(size)}
+    return {"scenario": job.source, "policy": policy, "seed": p["seed"], "gt_success": bool(ep.success),
+            "sim_judgement": ep.summary(), "believed_cube_xy": list(believed), "frames": int(ep.n_frames),
+            "size": list(size)}
 
 
 def process_recorded_sim_job(job: Job, job_dir: Path, episodes_dir: Path, cfg: PipelineConfig,
@@ -640,7 +680,7 @@ def process_recorded_sim_job(job: Job, job_dir: Path, episodes_dir: Path, cfg: P
                          fix="use a new output folder for another size")
     summary = simulate_sensor_episode(sim_sensor_episode(job.name, ep), cfg, job_dir, camera=camera,
                                       resources=resources)
-    summary.update(scenario=job.source, policy=job.params["policy"], seed=job.params["seed"],
+    summary.update(scenario=job.source, policy=job.params.get("policy", "scripted"), seed=job.params["seed"],
                    gt_success=bool(marker["gt_success"]))
     return summary
 
@@ -670,11 +710,13 @@ class RecordedSimProcessor(JobProcessor):
 
 def run_backend_comparison(out_dir: str | Path, cfg: BenchmarkConfig, *, progress: bool = True,
                            resources: Resources | None = None, executor: Any = None) -> dict[str, Any]:
-    """Record ``cfg.n`` scripted sim episodes per task once (``OUT/sim_episodes/``), run them through
-    every backend (``OUT/backends/<name>/``, each evaluated as by ``evaluate_directory``) and write
-    the comparison ``OUT/comparison.json`` and ``OUT/comparison.md``. Every stage is resumable
-    (completion markers) and a failing episode or backend fails alone, with its reason.
-    ``executor``: who runs the episodes (``executors.LocalExecutor`` by default, or ``RayExecutor``)."""
+    """Record ``cfg.n`` scripted sim episodes per task and policy once (``OUT/sim_episodes/``), run
+    them through every backend (``OUT/backends/<name>/``, each evaluated as by
+    ``evaluate_directory``) and write the comparison ``OUT/comparison.json`` and
+    ``OUT/comparison.md`` (``comparison_table``: per-task rows and the policy-evaluation table).
+    Every stage is resumable (completion markers) and a failing episode or backend fails alone,
+    with its reason. ``executor``: who runs the episodes (``executors.LocalExecutor`` by default,
+    or ``RayExecutor``)."""
     from kinema4d_core.simworld.calibration import sim_camera_model
     from kinema4d_core.simworld.scene import SimConfig
 
@@ -683,6 +725,10 @@ def run_backend_comparison(out_dir: str | Path, cfg: BenchmarkConfig, *, progres
         raise InputError(f"{cfg.n} episodes", field="--sim-benchmark", fix="use N >= 1")
     if not cfg.backends:
         raise InputError("no backends", field="--backends", fix="list at least one, e.g. static-scene")
+    if cfg.bootstrap < 0:
+        raise InputError(f"{cfg.bootstrap} bootstrap replicates", field="bootstrap", fix="use 0 (none) or more")
+    jobs = sim_jobs(cfg.n, cfg.tasks, policy=cfg.policies, n_frames=cfg.n_frames,  # checks the policies first
+                    first_seed=cfg.first_seed)
     res = resources or Resources()
     size, unavailable = benchmark_size(cfg, res)
     episodes_dir = out_dir / SIM_EPISODES_DIR
@@ -693,13 +739,13 @@ def run_backend_comparison(out_dir: str | Path, cfg: BenchmarkConfig, *, progres
             raise InputError(f"{out_dir} holds episodes of {old.get('frames')} frames at {old.get('size')}, this "
                              f"run needs {cfg.n_frames} at {list(size)}", field="OUT",
                              fix="use a new output folder (or the same --frames/--size as before)")
-    jobs = with_inputs(sim_jobs(cfg.n, cfg.tasks, n_frames=cfg.n_frames),
-                       {"recording": {"size": list(size), "frames": cfg.n_frames}})
+    jobs = with_inputs(jobs, {"recording": {"size": list(size), "frames": cfg.n_frames}})
     log.info("comparison: %d episodes at %dx%d, backends %s", len(jobs), size[1], size[0],
              ", ".join(n for n, _ in cfg.backends))
     run_batch(jobs, episodes_dir, RecordSimProcessor(size), retry_failed=cfg.retry_failed, executor=executor,
               progress=progress, extra_report={"size": list(size), "frames": cfg.n_frames, "tasks": list(cfg.tasks),
-                                               "policy": "scripted", "robot": cfg.robot})
+                                               "policy": ", ".join(cfg.policies), "policies": list(cfg.policies),
+                                               "first_seed": cfg.first_seed, "robot": cfg.robot})
     camera = sim_camera_model(SimConfig()).resized(*size)
     criteria = sim_success_criteria(cfg.tasks)
     results: dict[str, Any] = {}
@@ -732,17 +778,39 @@ def _mean(values: Iterable[Any]) -> float | None:
 
 _COMPARISON_METRICS = (("video", "psnr"), ("video", "ssim"), ("geometry", "cd_l1"), ("geometry", "cd_l2"),
                        ("geometry", "fscore"), ("video", "temp_rgb"), ("geometry", "temp_cd_l1"),
-                       ("geometry", "flow_epe"))
+                       ("geometry", "flow_epe"), ("object", "object_chamfer_m"), ("object", "final_object_error_m"))
+
+
+def _outcome(name: str, recorded: dict[str, Any], evaluated: dict[str, Any]) -> Outcome:
+    return Outcome(recorded.get("source", "default"), recorded.get("policy", "scripted"), name,
+                   evaluated.get("gt_success"), evaluated.get("sim_success"))
 
 
 def comparison_table(results: dict[str, Any], episodes_report: dict[str, Any], cfg: BenchmarkConfig,
                      size: tuple[int, int]) -> dict[str, Any]:
-    """Rows per backend and task (and "all"): GT (sim physics) vs simulated (detector on the
-    backend's 4D output) success rates with Wilson 95 % CIs and difference, the detector's rate
-    on the ground-truth 4D, mean PSNR/SSIM/CD-L1/CD-L2/F@0.01/temporal metrics and the backend's
-    seconds per episode."""
+    """The comparison of backends on the same recorded episodes.
+
+    ``rows``: per backend and task (and "all"): GT (sim physics) vs simulated (detector on the
+    backend's 4D output) success rates with Wilson 95 % CIs and difference, the episode-level
+    agreement (share of episodes where simulated success == GT success, Wilson 95 % CI), the
+    detector's rate on the ground-truth 4D, mean PSNR/SSIM/CD-L1/CD-L2/F@0.01/temporal metrics,
+    mean object Chamfer and final object error (``object_n`` episodes had them) and the
+    backend's seconds per episode.
+
+    ``policy_evaluation`` (the paper's Table 3): ``rows`` per backend, task (and "all") and policy
+    (and "all"): GT vs simulated success rate, agreement, each with a Wilson 95 % CI, and the
+    same detector's rate on the ground-truth 4D (``detected_gt_rate``) with the agreement of the
+    simulated verdict with it; ``correlation`` per backend and task (and "all"): Pearson and
+    Spearman correlation of the GT vs simulated success rates across policies with seeded
+    bootstrap 95 % CIs (``statistics.policy_correlation``; "unavailable: reason" where
+    undefined), and ``vs_detected_gt``: the same against the detector-on-GT rates.
+    """
     rec = {e["name"]: e for e in episodes_report.get("episodes", [])}
+    policies = list(cfg.policies)
+    bootstrap = int(cfg.bootstrap)
     rows: list[dict[str, Any]] = []
+    table3: list[dict[str, Any]] = []
+    correlations: list[dict[str, Any]] = []
     for name, _ in cfg.backends:
         res = results.get(name, {})
         role = _role(name)
@@ -756,9 +824,11 @@ def comparison_table(results: dict[str, Any], episodes_report: dict[str, Any], c
             names = [n for n, e in rec.items() if task == "all" or e.get("source") == task]
             ok = [n for n in names if markers.get(n, {}).get("status") == "ok"]
             ev = [evaluated[n] for n in ok if n in evaluated]
+            outcomes = [_outcome(n, rec[n], evaluated[n]) for n in ok if n in evaluated]
             kg, ng = _rate(e.get("gt_success") for e in ev)
             ks, ns = _rate(e.get("sim_success") for e in ev)
             kd, nd = _rate(e.get("gt_detected_success") for e in ev)
+            ka, na = agreement(outcomes)
             gt, sim = (kg / ng if ng else None), (ks / ns if ns else None)
             row: dict[str, Any] = {
                 "backend": name, "baseline": _is_baseline(name), "role": role, "task": task,
@@ -768,14 +838,38 @@ def comparison_table(results: dict[str, Any], episodes_report: dict[str, Any], c
                 "gt_rate": gt, "gt_ci": wilson_interval(kg, ng), "gt_n": ng,
                 "sim_rate": sim, "sim_ci": wilson_interval(ks, ns), "sim_n": ns,
                 "difference": (sim - gt) if gt is not None and sim is not None else None,
+                "agreement": ka / na if na else None, "agreement_ci": wilson_interval(ka, na), "agreement_n": na,
                 "detector_on_gt_rate": kd / nd if nd else None,
                 "seconds_per_episode": _mean(markers[n].get("seconds") for n in ok),
             }
             for group, key in _COMPARISON_METRICS:
                 row[key] = _mean(e[group].get(key) for e in ev if isinstance(e.get(group), dict))
+            row["object_n"] = sum(1 for e in ev if isinstance(e.get("object"), dict)
+                                  and e["object"].get("object_chamfer_m") is not None)
             rows.append(row)
+            base = {"backend": name, "baseline": _is_baseline(name), "task": task}
+            # the same detector on the ground-truth 4D as the reference: what the prediction should
+            # reproduce when the detector itself cannot see the outcome (small images, occlusion)
+            detected = [Outcome(o.scenario, o.policy, o.episode, evaluated[o.episode].get("gt_detected_success"),
+                                o.sim_success) for o in outcomes]
+            by_policy = {r["policy"]: r for r in success_table(outcomes, by="policy")}
+            by_policy_det = {r["policy"]: r for r in success_table(detected, by="policy")}
+            empty = {"episodes": 0, "gt_rate": None, "gt_ci": wilson_interval(0, 0), "gt_n": 0, "sim_rate": None,
+                     "sim_ci": wilson_interval(0, 0), "sim_n": 0, "difference": None, "agreement": None,
+                     "agreement_ci": wilson_interval(0, 0), "agreement_n": 0}
+            for pol in [*policies, "all"]:
+                r = by_policy.get(pol, {"policy": pol, **empty})
+                d = by_policy_det.get(pol, {"policy": pol, **empty})
+                table3.append({**base, **r, "detected_gt_rate": d["gt_rate"], "detected_gt_ci": d["gt_ci"],
+                               "agreement_with_detected_gt": d["agreement"],
+                               "agreement_with_detected_gt_ci": d["agreement_ci"]})
+            corr = policy_correlation(outcomes, bootstrap=bootstrap, seed=cfg.seed)
+            vs_det = policy_correlation(detected, bootstrap=bootstrap, seed=cfg.seed)
+            corr["vs_detected_gt"] = {k: v for k, v in vs_det.items() if k != "bootstrap"}
+            correlations.append({**base, **corr})
     rec_ok = [e for e in rec.values() if e.get("status") == "ok"]
-    return {"episodes_per_task": cfg.n, "tasks": list(cfg.tasks), "policy": "scripted", "frames": cfg.n_frames,
+    return {"episodes_per_task": cfg.n, "tasks": list(cfg.tasks), "policy": ", ".join(policies),
+            "policies": policies, "sim_seeds": [cfg.first_seed, cfg.first_seed + cfg.n - 1], "frames": cfg.n_frames,
             "size": list(size), "steps": cfg.steps, "seed": cfg.seed,
             "backends": [{"name": n, "baseline": _is_baseline(n), "role": _role(n)}
                          for n, _ in cfg.backends],
@@ -783,33 +877,53 @@ def comparison_table(results: dict[str, Any], episodes_report: dict[str, Any], c
                              "seconds_per_episode": _mean(e.get("seconds") for e in rec_ok),
                              "failed": {e["name"]: e.get("reason") for e in rec.values() if e.get("status") == "failed"}},
             "ground_truth": "success: the sim world's physics judgement; video and geometry: the sim's rendered RGB "
-                            "and depth at the comparison size",
+                            "and depth at the comparison size; object: the task detector's object segmented on "
+                            "the sim's depth",
             "criteria": {t: asdict(c) for t, c in sim_success_criteria(cfg.tasks).items()},
-            "rows": rows}
+            "rows": rows,
+            "policy_evaluation": {"rows": table3, "correlation": correlations, "bootstrap": bootstrap}}
+
+
+def _fmt_corr(value: Any, ci: Any) -> str:
+    if not isinstance(value, float):
+        return str(value)
+    if isinstance(ci, (list, tuple)):
+        return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return f"{value:.3f} (CI {ci})" if ci is not None else f"{value:.3f}"
 
 
 def comparison_markdown(comparison: dict[str, Any]) -> str:
-    """The comparison as one markdown table (plus notes)."""
+    """The comparison as markdown: the per-task table, the policy-evaluation table (Table 3) and
+    the correlations across policies (plus notes)."""
     f = lambda v, d=3: "n/a" if v is None else f"{v:.{d}g}" if isinstance(v, float) else str(v)  # noqa: E731
     h, w = comparison["size"]
-    lines = [f"# Backend comparison: scripted policy, {comparison['episodes_per_task']} episode(s) per task",
+    policies = comparison.get("policies", [comparison.get("policy", "scripted")])
+    who = "scripted policy" if policies == ["scripted"] else f"policies {', '.join(policies)}"
+    per = "task" if len(policies) == 1 else "task and policy"
+    role_of = lambda r: ("**baseline**" if r["baseline"] else  # noqa: E731
+                         "untrained reference" if r["backend"] == "kinema4d-tiny" else "model")
+    seeds = comparison.get("sim_seeds")
+    lines = [f"# Backend comparison: {who}, {comparison['episodes_per_task']} episode(s) per {per}",
              "",
-             f"Simulated world, tasks {', '.join(comparison['tasks'])}; {comparison['frames']} frames at {w}x{h}; "
+             f"Simulated world, tasks {', '.join(comparison['tasks'])}"
+             + (f", sim seeds {seeds[0]}-{seeds[1]}" if seeds else "") + f"; {comparison['frames']} frames at {w}x{h}; "
              f"the same recorded episodes for every backend ({comparison['sim_episodes']['ok']}/"
              f"{comparison['sim_episodes']['total']} recorded, {f(comparison['sim_episodes']['seconds_per_episode'])} s "
              f"each). GT success = the sim's physics judgement; Sim success = the same task's detector on the "
-             f"backend's 4D output; 'Det. on GT' = that detector on the ground-truth 4D (its own error). "
-             f"Success rates with 95 % Wilson intervals.",
+             f"backend's 4D output; 'Det. on GT' = that detector on the ground-truth 4D (its own error); "
+             f"Agreement = share of episodes where Sim success equals GT success. Success rates with 95 % Wilson "
+             f"intervals. Object Chamfer / final object error: the detector's object points on the backend's 4D "
+             f"output vs on the ground-truth 4D (base frame; 'obj. n' episodes had the object on both sides).",
              "",
              "| Backend | Role | Task | OK/Episodes | GT success | Sim success | Sim - GT | Det. on GT | PSNR (dB) "
-             "| SSIM | CD-L1 (m) | CD-L2 (m²) | F@0.01 | temp RGB | temp CD-L1 (m) | flow EPE (m) | s/episode |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| SSIM | CD-L1 (m) | CD-L2 (m²) | F@0.01 | temp RGB | temp CD-L1 (m) | flow EPE (m) | s/episode "
+             "| Agreement | Obj. Chamfer (m) | Final obj. error (m) | obj. n |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in comparison["rows"]:
-        role = "**baseline**" if r["baseline"] else ("untrained reference" if r["backend"] == "kinema4d-tiny"
-                                                       else "model")
+        role = role_of(r)
         if "unavailable" in r:
             lines.append(f"| {r['backend']} | {role} | all | unavailable: {r['unavailable']} |"
-                         + " |" * 13)
+                         + " |" * 17)
             continue
         diff = "n/a" if r["difference"] is None else f"{r['difference']:+.2f}"
         lines.append(
@@ -817,7 +931,40 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
             f"{_fmt_rate(r['gt_rate'], r['gt_ci'])} | {_fmt_rate(r['sim_rate'], r['sim_ci'])} | {diff} | "
             f"{'n/a' if r['detector_on_gt_rate'] is None else format(r['detector_on_gt_rate'], '.2f')} | "
             f"{f(r['psnr'], 4)} | {f(r['ssim'])} | {f(r['cd_l1'])} | {f(r['cd_l2'])} | {f(r['fscore'])} | "
-            f"{f(r['temp_rgb'])} | {f(r['temp_cd_l1'])} | {f(r['flow_epe'])} | {f(r['seconds_per_episode'])} |")
+            f"{f(r['temp_rgb'])} | {f(r['temp_cd_l1'])} | {f(r['flow_epe'])} | {f(r['seconds_per_episode'])} | "
+            f"{_fmt_rate(r.get('agreement'), r.get('agreement_ci', (0.0, 1.0)))} | {f(r.get('object_chamfer_m'))} | "
+            f"{f(r.get('final_object_error_m'))} | {r.get('object_n', 'n/a')} |")
+    pe = comparison.get("policy_evaluation")
+    if pe:
+        lines += ["", "## Policy evaluation (Table 3)", "",
+                  "Per backend, task and policy: GT success rate (sim physics) vs the rate predicted from the "
+                  "backend's 4D output, and the episode-level agreement, each with its 95 % Wilson interval. "
+                  "'Det. on GT' = the same detector on the ground-truth 4D: where it misses the GT outcome (e.g. "
+                  "a lift hidden in the gripper at small sizes) no backend can be judged against the physics, "
+                  "only against it ('Agreement w/ det. on GT', 'vs det. on GT').",
+                  "",
+                  "| Backend | Role | Task | Policy | Episodes | GT success | Predicted success | Pred - GT "
+                  "| Agreement | Det. on GT | Agreement w/ det. on GT |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        agree_det = "agreement_with_detected_gt_ci"
+        for r in pe["rows"]:
+            diff = "n/a" if r["difference"] is None else f"{r['difference']:+.2f}"
+            lines.append(f"| {r['backend']} | {role_of(r)} | {r['task']} | {r['policy']} | {r['episodes']} | "
+                         f"{_fmt_rate(r['gt_rate'], r['gt_ci'])} | {_fmt_rate(r['sim_rate'], r['sim_ci'])} | {diff} | "
+                         f"{_fmt_rate(r['agreement'], r['agreement_ci'])} | "
+                         f"{_fmt_rate(r.get('detected_gt_rate'), r.get('detected_gt_ci', (0.0, 1.0)))} | "
+                         f"{_fmt_rate(r.get('agreement_with_detected_gt'), r.get(agree_det, (0.0, 1.0)))} |")
+        lines += ["", f"Correlation of GT vs predicted success rates across policies, with seeded bootstrap 95 % "
+                      f"intervals ({pe.get('bootstrap', 0)} replicates resampling episodes within each policy):", "",
+                  "| Backend | Role | Task | Policies | Pearson | Spearman | Pearson vs det. on GT "
+                  "| Spearman vs det. on GT |", "|---|---|---|---|---|---|---|---|"]
+        for c in pe["correlation"]:
+            v = c.get("vs_detected_gt", {})
+            lines.append(f"| {c['backend']} | {role_of(c)} | {c['task']} | {len(c['policies'])} | "
+                         f"{_fmt_corr(c['pearson'], c.get('pearson_ci'))} | "
+                         f"{_fmt_corr(c['spearman'], c.get('spearman_ci'))} | "
+                         f"{_fmt_corr(v.get('pearson', 'n/a'), v.get('pearson_ci'))} | "
+                         f"{_fmt_corr(v.get('spearman', 'n/a'), v.get('spearman_ci'))} |")
     lines += ["", "Roles:"] + [f"- {b['name']}: {b['role']}" for b in comparison["backends"]]
     failed = [(r["backend"], n, why) for r in comparison["rows"] if r.get("task") == "all"
               for n, why in (r.get("failed") or {}).items()]

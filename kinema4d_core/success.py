@@ -22,7 +22,8 @@ in ``target_region``), ``lift+place`` (both).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -86,7 +87,9 @@ class SuccessCriteria:
 class SuccessResult:
     """Outcome and the evidence: per-frame object rise (median z of the object points minus that
     of the first frame with an object; m, NaN where none), the object's pixel count per frame
-    (0 where none counted), and the last frame's object centroid (x, y) in the base frame."""
+    (0 where none counted), and the last frame's object centroid (x, y) in the base frame.
+    object_points: per frame, the (N,3) object points in the base frame (N = 0 where none), as
+    segmented for the decision (``object_metrics`` compares two such sequences)."""
 
     success: bool
     lift: np.ndarray
@@ -95,6 +98,7 @@ class SuccessResult:
     object_pixels: np.ndarray
     dilation_px: int = 0
     min_object_pixels: int = 0
+    object_points: tuple[np.ndarray, ...] = field(default=(), repr=False, compare=False)
 
     def summary(self) -> dict:
         """JSON-ready evidence: success, max rise (m), frames with an object, object pixels per frame."""
@@ -182,10 +186,12 @@ def detect_success(pointmap: np.ndarray, robot_mask: np.ndarray | None, T_base_c
     pixels = np.zeros(n, int)
     final_xy = None
     ghost = None if masks is None else masks[0]
+    points = []
     for t in range(n):
         mask_t = None if masks is None else masks[t]
         obj_px, obj = object_pixels(pm[t], mask_t, T_base_camera, criteria, None if t == 0 else ghost)
         pixels[t] = int(obj_px.sum())
+        points.append(obj)
         if len(obj):
             lift[t] = float(np.median(obj[:, 2]))
             if t == n - 1:
@@ -201,4 +207,50 @@ def detect_success(pointmap: np.ndarray, robot_mask: np.ndarray | None, T_base_c
     success = {"lift": lifted, "place": placed, "lift+place": lifted and placed}[criteria.task]
     dilation, min_pixels = criteria.at_size(*pm.shape[1:3])
     return SuccessResult(success=bool(success), lift=lift, final_xy=final_xy, frames_with_object=seen,
-                         object_pixels=pixels, dilation_px=dilation, min_object_pixels=min_pixels)
+                         object_pixels=pixels, dilation_px=dilation, min_object_pixels=min_pixels,
+                         object_points=tuple(points))
+
+
+def object_metrics(gt_points: Sequence[np.ndarray], pred_points: Sequence[np.ndarray]) -> dict[str, Any]:
+    """How well a prediction reproduces the object, from the per-frame object points (N,3) in
+    the base frame (metres) segmented on ground truth and on the prediction by the same code
+    (``SuccessResult.object_points`` of ``detect_success``; N = 0 where no object was found).
+
+    object_chamfer_m: mean over the frames where both have object points of the symmetric
+      Chamfer distance 0.5 (mean_p d(p, G) + mean_g d(g, P)) between the two point sets
+      (``metrics.point_metrics``' CD-L1, all points, no subsampling).
+    final_object_error_m: distance between the median object positions (per axis) of GT and
+      prediction in the last frame where both see the object (``final_object_frame``; normally
+      the last frame, ``final_object_is_last_frame`` says whether it is).
+    Where no frame has the object on both sides, both are None and ``reason`` says which side
+    lacks it. Also returned: the number of frames compared and each side's frames with an object.
+    """
+    from kinema4d_core.metrics import point_metrics
+
+    if len(gt_points) != len(pred_points):
+        raise InputError(f"{len(gt_points)} GT frames vs {len(pred_points)} predicted frames",
+                         field="object points", fix="segment the same frames on both sides")
+    seen_gt = [len(g) > 0 for g in gt_points]
+    seen_pred = [len(p) > 0 for p in pred_points]
+    both = [t for t in range(len(gt_points)) if seen_gt[t] and seen_pred[t]]
+    out: dict[str, Any] = {"object_chamfer_m": None, "final_object_error_m": None, "final_object_frame": None,
+                           "final_object_is_last_frame": None, "frames_compared": len(both),
+                           "gt_frames_with_object": int(sum(seen_gt)),
+                           "pred_frames_with_object": int(sum(seen_pred))}
+    if not both:
+        if not any(seen_gt) and not any(seen_pred):
+            out["reason"] = "no object found in the ground truth nor in the prediction"
+        elif not any(seen_gt):
+            out["reason"] = "no object found in the ground truth"
+        elif not any(seen_pred):
+            out["reason"] = "no object found in the prediction"
+        else:
+            out["reason"] = "the ground truth and the prediction never show the object in the same frame"
+        return out
+    chamfer = [point_metrics(pred_points[t], gt_points[t], max_points=None).cd_l1 for t in both]
+    last = both[-1]
+    centre = lambda pts: np.median(np.asarray(pts, float), axis=0)  # noqa: E731
+    delta = centre(pred_points[last]) - centre(gt_points[last])
+    out.update(object_chamfer_m=float(np.mean(chamfer)), final_object_error_m=float(np.linalg.norm(delta)),
+               final_object_frame=int(last), final_object_is_last_frame=last == len(gt_points) - 1)
+    return out

@@ -9,14 +9,20 @@ per scenario with Wilson intervals and the correlation across policies.
 
 ``kinema4d evaluate DIR --sim-benchmark N --robot panda`` first runs N simulated-world
 episodes per task with the scripted policy through the chosen backend (resumable), then
-evaluates them.
+evaluates them. ``--policies scripted,aim-2cm,aim-4cm`` runs N episodes per task and policy
+instead (policies of decreasing quality: the script plans from a cube position off by 2 / 4 cm;
+aim-8cm is worse still).
 
 ``kinema4d evaluate OUT --sim-benchmark N --backends static-scene,kinema4d-tiny[,kinema4d]``
 records the N episodes per task once (OUT/sim_episodes), runs the same episodes through every
 listed backend (OUT/backends/<name>, each evaluated) and writes one comparison table,
 OUT/comparison.md and OUT/comparison.json: per backend and task the GT (sim physics) vs
-simulated success rate with Wilson intervals, PSNR, SSIM, CD-L1, CD-L2, F-score@0.01, temporal
-metrics and seconds per episode; static-scene is marked as the baseline. kinema4d needs --base
+simulated success rate with Wilson intervals, episode-level agreement, PSNR, SSIM, CD-L1, CD-L2,
+F-score@0.01, temporal metrics, object Chamfer and final object error and seconds per episode;
+then the policy-evaluation table (Table 3): per backend, task and policy the GT vs predicted
+success rate and agreement, and across policies the Pearson and Spearman correlation of the
+rates with bootstrap 95 % intervals (needs >= 3 policies, e.g. --policies
+scripted,aim-2cm,aim-4cm). static-scene is marked as the baseline. kinema4d needs --base
 and --checkpoint. Resumable; a failing episode or backend fails alone.
 
 ``--executor ray`` runs the episodes of --sim-benchmark (and of every backend of a comparison)
@@ -62,6 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tasks", nargs="+", default=["pick_place", "push"],
                    help="sim benchmark tasks of the sim world (default: pick_place push)")
     p.add_argument("--robot", default="panda", help="sim benchmark robot config (default panda)")
+    p.add_argument("--policies", default="scripted",
+                   help="comma-separated sim benchmark policies, N episodes each: scripted (default), aim-2cm, "
+                        "aim-4cm, aim-8cm (the script plans from a cube position off by that much)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="sim benchmark seeds are FIRST..FIRST+N-1 (default 0); start past a model's training "
+                        "seeds (its config's data.sim.first_seed + episodes_per_task) for held-out episodes")
     p.add_argument("--backends", help="comma-separated backends to compare on the same sim episodes, "
                                       "e.g. static-scene,kinema4d-tiny,kinema4d (with --sim-benchmark)")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
@@ -82,8 +94,12 @@ def run(args: argparse.Namespace) -> int:
     if args.executor == "ray" and args.sim_benchmark is None:
         raise InputError("--executor ray runs episodes; evaluating a finished folder runs none",
                          field="--executor", fix="add --sim-benchmark N, or drop --executor ray")
+    policies = _policies(args)
+    if args.sim_benchmark is None and args.first_seed != 0:
+        raise InputError("--first-seed chooses the sim benchmark's seeds", field="--first-seed",
+                         fix="add --sim-benchmark N, or drop --first-seed")
     if args.backends is not None:
-        return _compare(args, executor)
+        return _compare(args, executor, policies)
     if args.size is not None:
         raise InputError("--size only applies to a comparison", field="--size", fix="add --backends, or drop --size")
     task = args.task
@@ -105,11 +121,13 @@ def run(args: argparse.Namespace) -> int:
         cfg = PipelineConfig(robot=args.robot, calibration="", backend=args.backend,
                              backend_options=backend_options(args), n_frames=args.frames, seed=args.seed,
                              steps=args.steps, write_bag=False)
-        jobs = with_inputs(sim_jobs(args.sim_benchmark, args.tasks, n_frames=args.frames), pipeline_inputs(cfg))
+        jobs = with_inputs(sim_jobs(args.sim_benchmark, args.tasks, policy=policies, n_frames=args.frames,
+                                    first_seed=args.first_seed), pipeline_inputs(cfg))
         # the model is loaded once per process that runs episodes (this one, or each Ray worker)
         run_batch(jobs, args.dir, SimJobProcessor(cfg), progress=not args.quiet, executor=executor,
                   retry_failed=args.retry_failed,
-                  extra_report={"backend": args.backend, "robot": args.robot, "sim_benchmark": args.sim_benchmark})
+                  extra_report={"backend": args.backend, "robot": args.robot, "sim_benchmark": args.sim_benchmark,
+                                "policies": list(policies)})
     result = evaluate_directory(args.dir, criteria, robo4d_root=args.robo4d, with_lpips=not args.no_lpips,
                                 criteria_by_scenario=by_scenario)
     s = result["summary"]
@@ -120,7 +138,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compare(args: argparse.Namespace, executor: object = None) -> int:
+def _policies(args: argparse.Namespace) -> tuple[str, ...]:
+    """The --policies list, checked (only with --sim-benchmark: a finished folder runs no policy)."""
+    names = [n.strip() for n in args.policies.split(",") if n.strip()]
+    if args.sim_benchmark is None:
+        if names != ["scripted"]:
+            raise InputError("--policies chooses the sim benchmark's policies", field="--policies",
+                             fix="add --sim-benchmark N, or drop --policies")
+        return ("scripted",)
+    from kinema4d_core.simworld.tasks import POLICIES
+
+    unknown = [n for n in names if n not in POLICIES]
+    if not names or unknown or len(set(names)) != len(names):
+        raise InputError(f"{args.policies!r}" + (f" (unknown: {unknown})" if unknown else ""), field="--policies",
+                         fix=f"a comma-separated list of distinct policies from {list(POLICIES)}")
+    return tuple(names)
+
+
+def _compare(args: argparse.Namespace, executor: object = None, policies: tuple[str, ...] = ("scripted",)) -> int:
     from kinema4d_core.evaluation import BenchmarkConfig, run_backend_comparison
     from kinema4d_core.registry import backend_names, backend_spec, options_from_args
 
@@ -145,7 +180,7 @@ def _compare(args: argparse.Namespace, executor: object = None) -> int:
     cfg = BenchmarkConfig(n=args.sim_benchmark, tasks=tuple(args.tasks), backends=backends,
                           size=tuple(args.size) if args.size else None, n_frames=args.frames, seed=args.seed,
                           steps=args.steps, robot=args.robot, with_lpips=not args.no_lpips,
-                          retry_failed=args.retry_failed)
+                          retry_failed=args.retry_failed, policies=policies, first_seed=args.first_seed)
     comparison = run_backend_comparison(args.dir, cfg, progress=not args.quiet, executor=executor)
     from kinema4d_core.evaluation import comparison_markdown
 

@@ -34,6 +34,7 @@ class Episode:
     K: np.ndarray
     T_base_camera: np.ndarray
     metrics: dict = field(default_factory=dict)
+    policy: str = "scripted"    # the scripted policy that ran (simworld.tasks.POLICIES)
 
     @property
     def n_frames(self) -> int:
@@ -54,7 +55,8 @@ def save_episode(episode: Episode, path: str | os.PathLike) -> None:
     arrays = {name: np.asarray(getattr(episode, name)) for name in _ARRAYS}
     arrays["joint_names"] = np.array(episode.joint_names)
     arrays["meta"] = np.array(json.dumps({"task": episode.task, "seed": int(episode.seed),
-                                          "success": bool(episode.success), "metrics": episode.metrics}))
+                                          "success": bool(episode.success), "metrics": episode.metrics,
+                                          "policy": episode.policy}))
     save_npz(path, arrays)
 
 
@@ -75,4 +77,4 @@ def load_episode(path: str | os.PathLike) -> Episode:
         raise InputError(f"cannot read episode file: {exc}", field=str(path),
                          fix="pass an .npz written by save_episode") from exc
     return Episode(task=meta["task"], seed=meta["seed"], success=meta["success"], joint_names=names,
-                   metrics=meta["metrics"], **arrays)
+                   metrics=meta["metrics"], policy=meta.get("policy", "scripted"), **arrays)

@@ -161,9 +161,10 @@ class SimWorld:
         return sim_camera_model(self.config)
 
     def run_episode(self, task: str, n_frames: int = 49, seed: int = 0,
-                    on_frame: Callable[[int, SimFrame], None] | None = None) -> "Episode":
+                    on_frame: Callable[[int, SimFrame], None] | None = None, *,
+                    policy: str = "scripted") -> "Episode":
         """Run one scripted episode (see module function ``run_episode``)."""
-        return run_episode(self, task, n_frames, seed, on_frame)
+        return run_episode(self, task, n_frames, seed, on_frame, policy=policy)
 
     def close(self) -> None:
         if self._renderer is not None:
@@ -178,20 +179,25 @@ class SimWorld:
 
 
 def run_episode(world: SimWorld, task: str, n_frames: int = 49, seed: int = 0,
-                on_frame: Callable[[int, SimFrame], None] | None = None, robot=None) -> Episode:
-    """Reset with ``seed``, execute the scripted ``task`` over ``n_frames`` frames, judge the outcome.
+                on_frame: Callable[[int, SimFrame], None] | None = None, robot=None, *,
+                policy: str = "scripted") -> Episode:
+    """Reset with ``seed``, execute ``task`` by the scripted ``policy`` over ``n_frames`` frames,
+    judge the outcome.
 
     Frame 0 is the settled start; each later frame follows one ``step_to`` of the plan.
     on_frame(index, frame) is called as each frame is rendered (e.g. to publish it).
     robot: kinema4d_core RobotModel for the IK (default load_robot("panda")).
+    policy: one of ``simworld.tasks.POLICIES`` ("scripted": plan from the nominal cube position;
+    "aim-2cm" etc.: plan from a believed position off by that much in a seeded direction).
     """
     from kinema4d_core.errors import ConfigError
     from kinema4d_core.robot import load_robot
     from kinema4d_core.simworld.episode import Episode
-    from kinema4d_core.simworld.tasks import TASKS, judge, plan
+    from kinema4d_core.simworld.tasks import TASKS, check_policy, judge, plan
 
     if task not in TASKS:
         raise InputError(f"unknown task {task!r}", field="task", fix=f"use one of {list(TASKS)}")
+    check_policy(policy)
     if not isinstance(n_frames, (int, np.integer)) or n_frames < 2:
         raise InputError(f"n_frames={n_frames!r} must be an integer >= 2", field="n_frames",
                          fix="use e.g. 49 (the Kinema4D clip length)")
@@ -199,7 +205,7 @@ def run_episode(world: SimWorld, task: str, n_frames: int = 49, seed: int = 0,
     if tuple(robot.joint_names) != world.joint_names:
         raise ConfigError(f"robot joints {robot.joint_names} differ from the sim's {world.joint_names}",
                           field="robot", fix="use the Panda robot config (urdf/panda.yaml)")
-    task_plan = plan(task, world.config, robot, int(n_frames))
+    task_plan = plan(task, world.config, robot, int(n_frames), policy=policy, seed=int(seed))
     world.reset(seed)
     frames: list[SimFrame] = []
     for t in range(n_frames):
@@ -218,4 +224,4 @@ def run_episode(world: SimWorld, task: str, n_frames: int = 49, seed: int = 0,
                    joint_positions=np.stack([f.joint_positions for f in frames]),
                    joint_targets=task_plan.q.copy(), joint_names=world.joint_names, object_poses=poses,
                    stamps=np.array([f.stamp for f in frames]), K=np.asarray(cam.K),
-                   T_base_camera=np.asarray(cam.T_base_camera), metrics=metrics)
+                   T_base_camera=np.asarray(cam.T_base_camera), metrics=metrics, policy=policy)

@@ -74,3 +74,45 @@ def test_comparison_arguments_are_checked(tmp_path):
     assert main(["evaluate", out, "--sim-benchmark", "1", "--backends", "kinema4d"]) == 2  # needs --base/--checkpoint
     assert main(["evaluate", out, "--backends", "static-scene"]) == 2  # needs --sim-benchmark
     assert not (tmp_path / "x").exists()
+
+
+def test_policy_evaluation_table_and_object_metrics_on_two_policies(tmp_path):
+    """2 policies x 1 push episode through the baseline: per-policy Table-3 rows with agreement,
+    the correlation unavailable with its reason (2 < 3 policies), object metrics finite."""
+    import math
+
+    cfg = V.BenchmarkConfig(n=1, tasks=("push",), backends=(("static-scene", ()),), size=(120, 180), n_frames=8,
+                            with_lpips=False, policies=("scripted", "aim-4cm"), bootstrap=50, first_seed=100)
+    cmp = V.run_backend_comparison(tmp_path / "bench", cfg, progress=False)
+    assert cmp["policies"] == ["scripted", "aim-4cm"] and cmp["sim_episodes"]["ok"] == 2
+    assert cmp["sim_seeds"] == [100, 100]   # held out: past the seeds a model was trained on
+    rec = json.loads((tmp_path / "bench" / "sim_episodes" / "report.json").read_text())
+    assert sorted(e["name"] for e in rec["episodes"]) == ["push_aim-4cm_100", "push_scripted_100"]
+    aim = next(e for e in rec["episodes"] if e["policy"] == "aim-4cm")
+    assert math.dist(aim["believed_cube_xy"], (0.5, -0.08)) == pytest.approx(0.04)
+    rows = {r["task"]: r for r in cmp["rows"]}
+    for r in rows.values():
+        assert r["ok"] == r["agreement_n"] == r["object_n"] == 2 and 0 <= r["agreement"] <= 1
+        assert math.isfinite(r["object_chamfer_m"]) and math.isfinite(r["final_object_error_m"])
+        assert r["object_chamfer_m"] >= 0 and r["final_object_error_m"] >= 0
+    ev = json.loads((tmp_path / "bench" / "backends" / "static-scene" / "evaluation.json").read_text())
+    for e in ev["episodes"]:
+        assert e["object"]["final_object_frame"] is not None and e["object"]["frames_compared"] > 0
+    pe = cmp["policy_evaluation"]
+    table = {(r["task"], r["policy"]): r for r in pe["rows"]}
+    assert set(table) == {(t, p) for t in ("push", "all") for p in ("scripted", "aim-4cm", "all")}
+    for (task, pol), r in table.items():
+        assert r["backend"] == "static-scene" and r["baseline"] is True
+        assert r["episodes"] == r["gt_n"] == r["sim_n"] == r["agreement_n"] == (2 if pol == "all" else 1)
+        assert r["agreement"] == (r["gt_rate"] == r["sim_rate"] if pol != "all" else r["agreement"])
+        assert 0 <= r["agreement_ci"][0] <= r["agreement_ci"][1] <= 1
+        assert 0 <= r["detected_gt_rate"] <= 1 and 0 <= r["agreement_with_detected_gt"] <= 1
+    (c_push, c_all) = pe["correlation"]
+    for c in (c_push, c_all):
+        assert [p["policy"] for p in c["policies"]] == ["aim-4cm", "scripted"]
+        assert c["pearson"].startswith("unavailable: needs >= 3 policies") and isinstance(c["spearman_ci"], str)
+        assert c["vs_detected_gt"]["spearman"].startswith("unavailable: needs >= 3 policies")
+    md = (tmp_path / "bench" / "comparison.md").read_text()
+    assert "policies scripted, aim-4cm, 1 episode(s) per task and policy" in md and "sim seeds 100-100" in md
+    assert "## Policy evaluation (Table 3)" in md and "| static-scene | **baseline** | push | aim-4cm | 1 |" in md
+    assert "Obj. Chamfer (m)" in md and "unavailable: needs >= 3 policies" in md
