@@ -4,15 +4,19 @@
 #   2. latent cache (tiny-preset VAE + CLIP, once)                      -> OUT/cache/shard_*.safetensors
 #   3. flow-matching training from scratch (config/training/mini_cpu.yaml) -> OUT/checkpoints, OUT/logs
 #   4. export in the released layout                                    -> OUT/export (kinema4d_ckpt/ + base/)
-# Every stage is resumable: rerunning the script reuses episodes and cache shards and continues from
-# the newest checkpoint. Use the result with
-#   kinema4d simulate --backend kinema4d-tiny --checkpoint OUT/export ...
+#   5. with PUBLISH=DIR: the export copied to DIR (e.g. models/kinema4d-mini, the shipped default)
+# Before 3 a small AutoencoderKLWan is trained on the episodes' own frames (vae: in the config) ->
+# OUT/base. Every stage is resumable: rerunning the script reuses episodes, the VAE and cache
+# shards and continues from the newest checkpoint. Use the result with
+#   kinema4d simulate --backend kinema4d-mini --checkpoint OUT/export ...
 #
 # Environment:
 #   OUT=runs/mini          output folder
 #   STEPS=3000             optimizer steps (config default)
 #   EPISODES=24            sim episodes per task
-#   THREADS=2              torch / OpenMP threads
+#   THREADS=2              torch / OpenMP threads (1 when other work shares the cores: OpenMP
+#                          threads that wait on a busy core make every small op ~10x slower)
+#   PUBLISH=DIR            copy the finished export to DIR (replaced as a whole, never half-written)
 #   SMOKE=1                a minutes-long check of the whole chain (1 episode per task, 2 steps)
 #   EXTRA="--set k=v ..."  more overrides for `kinema4d train`
 set -euo pipefail
@@ -46,4 +50,12 @@ fi
 start=$(date +%s)
 "$PY" -m kinema4d_core.cli train "$CONFIG" "${ARGS[@]}" --print-config > /dev/null   # validate first
 "$PY" -m kinema4d_core.cli train "$CONFIG" "${ARGS[@]}" "${RESUME[@]}"
-echo "[train_mini] done in $(( $(date +%s) - start )) s; export: $OUT/export (kinema4d-tiny --checkpoint $OUT/export)"
+echo "[train_mini] done in $(( $(date +%s) - start )) s; export: $OUT/export (kinema4d-mini --checkpoint $OUT/export)"
+if [[ -n "${PUBLISH:-}" ]]; then
+  tmp="$PUBLISH.tmp.$$"
+  rm -rf "$tmp" && mkdir -p "$(dirname "$PUBLISH")" && cp -r "$OUT/export" "$tmp"
+  [[ -f "$PUBLISH/MODEL_CARD.md" ]] && cp "$PUBLISH/MODEL_CARD.md" "$tmp/"
+  rm -rf "$PUBLISH.old.$$"; [[ -e "$PUBLISH" ]] && mv "$PUBLISH" "$PUBLISH.old.$$"
+  mv "$tmp" "$PUBLISH" && rm -rf "$PUBLISH.old.$$"
+  echo "[train_mini] published $PUBLISH"
+fi

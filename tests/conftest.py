@@ -21,6 +21,9 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_LOCALHOST_ONLY"] = "1"
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="kinema4d-test-roslog-"))
 os.environ.setdefault("MUJOCO_GL", "egl")
+# One intra-op thread per process (pytest workers and the nodes they start): the suite runs 2
+# workers on 2 cores, and OpenMP threads waiting for a busy core make small torch ops ~10x slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

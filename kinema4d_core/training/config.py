@@ -95,6 +95,8 @@ class VaeConfig:
     weights (adapting it). Clips of ``clip_frames`` (1 + 4k) frames are drawn from the target
     [RGB | pointmap] videos and the robot condition videos; loss = L1 + ``kl_weight`` * KL.
     latents_mean / latents_std of the written VAE are measured on ``stats_clips`` encoded clips.
+    sample_posterior: decode a posterior sample (true) or its mode (false: what the pipeline
+    encodes; with a tiny kl_weight the sample's unit noise would swamp a fresh encoder's output).
     """
 
     steps: int = 0
@@ -106,6 +108,7 @@ class VaeConfig:
     kl_weight: float = 1e-6
     stats_clips: int = 32
     log_every: int = 25
+    sample_posterior: bool = False
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,22 @@ def latent_statistics(vae: Any, videos: list[np.ndarray], n_clips: int, frames: 
     return z.mean(dim=1).tolist(), std.tolist()
 
 
+def decode_unclamped(vae: Any, z: torch.Tensor) -> torch.Tensor:
+    """``vae.decode(z)`` before its final clamp to [-1, 1] (B, 3, T, H, W).
+
+    ``AutoencoderKLWan.decode`` clamps its output, and a clamp passes no gradient where it
+    saturates: a decoder that overshoots early in training would stop learning there (it does:
+    whole images stuck at -1 / 1). The decoder runs once per latent frame; a forward hook
+    collects those per-frame outputs, which concatenated along time are the unclamped video."""
+    chunks: list[torch.Tensor] = []
+    handle = vae.decoder.register_forward_hook(lambda _m, _i, out: chunks.append(out))
+    try:
+        vae.decode(z)
+    finally:
+        handle.remove()
+    return torch.cat(chunks, dim=2)
+
+
 def psnr01(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR (dB) of two tensors in [-1, 1], measured on [0, 1]."""
     mse = float(((a - b) / 2).pow(2).mean())
@@ -137,7 +153,7 @@ def train_vae(cfg: Any, base: Path, samples: Iterable[Any], out_base: Path, *,
         x = draw_clips(videos, v.batch_size, v.clip_frames, gen)
         post = vae.encode(x).latent_dist
         torch.manual_seed(step_seed(cfg.train.seed, step, 12) % (2 ** 63))
-        rec = vae.decode(post.sample()).sample
+        rec = decode_unclamped(vae, post.sample() if v.sample_posterior else post.mode())
         recon = (rec - x).abs().mean()
         loss = recon + v.kl_weight * post.kl().mean()
         if not torch.isfinite(loss):
@@ -153,7 +169,7 @@ def train_vae(cfg: Any, base: Path, samples: Iterable[Any], out_base: Path, *,
         if v.log_every and ((step + 1) % v.log_every == 0 or step + 1 == v.steps):
             now = time.monotonic()
             half = x.shape[-1] // 2
-            log(f"[vae] step {step + 1}/{v.steps} L1 {float(recon):.4f} PSNR rgb "
+            log(f"[vae] step {step + 1}/{v.steps} L1 {losses[step + 1]:.4f} PSNR rgb "
                 f"{psnr01(rec[..., :half].detach(), x[..., :half]):.1f} dB, pointmap "
                 f"{psnr01(rec[..., half:].detach(), x[..., half:]):.1f} dB ({now - last:.1f} s)")
             last = now

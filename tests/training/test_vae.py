@@ -93,3 +93,21 @@ def test_bad_vae_settings_name_the_key(tmp_path, key, value):
 
     with pytest.raises(ConfigError, match=f"vae.{key}"):
         _cfg(tmp_path, **{key: value})
+
+
+def test_the_loss_sees_the_decoder_output_before_the_clamp(tiny_preset, tmp_path):
+    """A decoder that overshoots [-1, 1] still gets gradients (AutoencoderKLWan.decode clamps)."""
+    import torch
+
+    from kinema4d_core.training.vae import decode_unclamped, make_vae
+
+    cfg = _cfg(tmp_path)
+    vae = make_vae(cfg, tiny_preset / "base")
+    z = torch.randn(1, 16, 2, 2, 4)
+    with torch.no_grad():
+        vae.decoder.conv_out.bias.fill_(5.0)          # every output far above 1
+    out = decode_unclamped(vae, z)
+    clamped = vae.decode(z).sample
+    assert out.shape == clamped.shape and float(out.min()) > 1.0 and torch.all(clamped == 1.0)
+    out.mean().backward()
+    assert vae.decoder.conv_out.weight.grad is not None and float(vae.decoder.conv_out.weight.grad.abs().sum()) > 0
