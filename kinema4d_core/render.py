@@ -496,3 +496,20 @@ class RobotRenderer:
     def render_base(self, T_base_mesh: np.ndarray) -> RenderResult:
         """Render from base-frame mesh poses (M,4,4), e.g. ``RobotModel.mesh_poses(q)``."""
         return self.render(self.camera.T_camera_base @ np.asarray(T_base_mesh, dtype=np.float64))
+
+
+def warm_up_kernels(meshes: Sequence[LinkMesh]) -> float:
+    """Compile every numba kernel of this module (into numba's on-disk cache); returns the seconds taken.
+
+    The first ``RobotRenderer`` of a process otherwise pays the compile: about a minute on two busy
+    cores with a cold cache (a fresh setup, or after this file changed), a second or two from the
+    cache. ``scripts/setup_env.sh`` calls this so a fresh environment starts warm; projector_node
+    calls it when it starts, before any camera or TF pose is known. Uses a 16x12 pinhole camera:
+    numba specialises on argument types, not on sizes, distortion values or the camera pose."""
+    import time
+
+    t0 = time.perf_counter()
+    camera = CameraModel(width=16, height=12, K=np.array([[10.0, 0.0, 8.0], [0.0, 10.0, 6.0], [0.0, 0.0, 1.0]]),
+                         D=np.zeros(5), distortion_model="plumb_bob", T_base_camera=np.eye(4))
+    RobotRenderer(camera, meshes, with_rgb=True, shade=True)     # warm_up renders once
+    return time.perf_counter() - t0

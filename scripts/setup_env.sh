@@ -57,6 +57,16 @@ if [ ! -f "$src_stamp" ] || [ pyproject.toml -nt "$src_stamp" ] || [ ros2_ws/src
   touch "$src_stamp"
 fi
 
+# The renderer's numba kernels, compiled once into numba's cache (kinema4d_core/__pycache__): a fresh
+# environment would otherwise compile them in the first projector / calibration / inference process,
+# about a minute on two busy cores, inside the time a bring-up or a ROS test gives its first output.
+nb_index="$(ls -t kinema4d_core/__pycache__/render.*.nbi 2>/dev/null | head -n 1 || true)"
+if [ -z "$nb_index" ] || [ kinema4d_core/render.py -nt "$nb_index" ]; then
+  log "compiling the renderer's numba kernels into the numba cache (about a minute on a busy 2-core machine)"
+  "$VPY" -c "from kinema4d_core.render import warm_up_kernels; from kinema4d_core.robot import load_robot; \
+print('[setup] render kernels compiled in %.0f s' % warm_up_kernels(load_robot('panda').meshes), flush=True)"
+fi
+
 if [ -x scripts/build_interfaces.sh ]; then
   KINEMA4D_VENV="$VENV" scripts/build_interfaces.sh
 fi

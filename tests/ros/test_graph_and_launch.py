@@ -113,3 +113,23 @@ def test_fastdds_profile_is_packaged_and_loopback_only():
     text = Path(path).read_text()
     assert "<segment_size>33554432</segment_size>" in text and "16777216" in text
     assert "<address>127.0.0.1</address>" in text
+
+
+def test_rviz_prediction_displays_hold_a_whole_prediction_with_the_publishers_qos():
+    """The inference node publishes a 49-frame prediction at once (stamped timing): RViz's prediction
+    displays must queue it all (depth >= the publisher's) and subscribe reliable + volatile like it."""
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+
+    from kinema4d_ros.nodes.inference_node import PREDICTION_QOS
+
+    doc = yaml.safe_load(graph.rviz_config().read_text())
+    displays = {d["Topic"]["Value"]: d["Topic"] for d in doc["Visualization Manager"]["Displays"]
+                if isinstance(d.get("Topic"), dict) and "/prediction/" in str(d["Topic"].get("Value"))}
+    assert set(displays) == {"/kinema4d/prediction/image", "/kinema4d/prediction/points"}, displays
+    assert PREDICTION_QOS.reliability == ReliabilityPolicy.RELIABLE
+    assert PREDICTION_QOS.durability == DurabilityPolicy.VOLATILE
+    for topic, qos in displays.items():
+        assert qos["Depth"] >= max(PREDICTION_QOS.depth, 49), (topic, qos)
+        assert qos["Reliability Policy"] == "Reliable", (topic, qos)
+        assert qos["Durability Policy"] == "Volatile", (topic, qos)
+        assert qos["History Policy"] == "Keep Last", (topic, qos)

@@ -174,3 +174,19 @@ def test_bad_images_are_rejected_and_recording_is_simulated(inference):
 
 def _done(future):
     return lambda: future if future.done() else None
+
+
+def test_prediction_starts_at_the_conditioning_images_stamp_or_now_without_one():
+    """Frame 0 of a prediction is stamped with the camera image it was conditioned on; an image
+    without a stamp (0) falls back to the node clock (the full node path: test_ros_outputs)."""
+    from builtin_interfaces.msg import Time as TimeMsg
+    from rclpy.clock import Clock, ClockType
+
+    from kinema4d_ros.nodes.inference_node import prediction_start
+
+    clock = Clock(clock_type=ClockType.ROS_TIME)
+    start = prediction_start(TimeMsg(sec=1_600_000_000, nanosec=5), clock)
+    assert start.nanoseconds == 1_600_000_000 * 1_000_000_000 + 5 and start.clock_type == ClockType.ROS_TIME
+    before = clock.now().nanoseconds
+    for missing in (TimeMsg(), None):
+        assert before <= prediction_start(missing, clock).nanoseconds <= clock.now().nanoseconds

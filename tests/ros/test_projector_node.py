@@ -144,6 +144,10 @@ def test_bad_messages_are_logged_counted_and_survived(projector, repo_root):
     publish_until(pub_js, lambda: _joint_state(client, names, q), lambda: got["pointmap"], 30,
                   "a pointmap for a good joint state after the bad ones", period=2.0)
     assert got["pointmap"][-1].width == camera.width
+    # the render kernels were compiled at start (status says so, the log says how long it took)
+    wait_for(lambda: got["status"] and got["status"][-1].get("render_kernels") == "ready", 10,
+             "render_kernels: ready in the status")
+    assert "render kernels ready in" in proc.output()
 
 
 def _set_params(client, node_name: str, **values):

@@ -143,7 +143,17 @@ def test_prediction_is_a_timed_sequence_and_result_says_where_and_ee_frames_foll
     images, infos = [], []
     client.node.create_subscription(Image, "kinema4d/prediction/image", images.append, PREDICTION_QOS)
     client.node.create_subscription(CameraInfo, "kinema4d/prediction/camera_info", infos.append, PREDICTION_QOS)
-    publish_until(pub_img, lambda: _rgb_image(camera), lambda: status and status[-1]["has_image"], 20,
+    # the camera frame carries a stamp far from the node clock: the prediction starts at it
+    from builtin_interfaces.msg import Time
+
+    first_stamp = Time(sec=1_600_000_000, nanosec=123_456_789)
+
+    def stamped_image():
+        msg = _rgb_image(camera)
+        msg.header.stamp = first_stamp
+        return msg
+
+    publish_until(pub_img, stamped_image, lambda: status and status[-1]["has_image"], 20,
                   "the node to hold a camera frame")
     action = ActionClient(client.node, Simulate, "kinema4d/simulate")
     assert action.wait_for_server(timeout_sec=20), "kinema4d/simulate server not available"
@@ -163,6 +173,8 @@ def test_prediction_is_a_timed_sequence_and_result_says_where_and_ee_frames_foll
     assert result.frame_period_s == pytest.approx(4.0 / 48, abs=1e-6)
     wait_for(lambda: len(images) == 49 and len(infos) == 49, 20, "49 prediction images and camera_infos")
     stamps = np.array([_stamp(m) for m in images], dtype=np.int64)
+    assert stamps[0] == first_stamp.sec * 1_000_000_000 + first_stamp.nanosec, \
+        "frame 0 must carry the conditioning camera image's stamp, not the node clock"
     assert np.all(np.diff(stamps) > 0)
     np.testing.assert_allclose(np.diff(stamps) * 1e-9, 4.0 / 48, atol=2e-9)
     assert [_stamp(m) for m in infos] == list(stamps)

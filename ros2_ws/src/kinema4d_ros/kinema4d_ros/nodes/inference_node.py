@@ -47,8 +47,9 @@ record/stop while busy answers success=false. Invalid goals are accepted and the
 result whose ``message`` names the field, the problem and the fix. Run folders appear
 atomically: everything is written into ``<output_root>/.<run-id>.partial`` and renamed.
 
-Prediction timing: frame i is stamped ``start + t_i`` where start is the node clock when
-publishing begins and ``t_i`` the frame's time in the episode (``prediction_times``: the recorded
+Prediction timing: frame i is stamped ``start + t_i`` where start is the stamp of the camera
+image the prediction was conditioned on (its first frame; the node clock when that image has no
+stamp) and ``t_i`` the frame's time in the episode (``prediction_times``: the recorded
 frame stamps or the trajectory's times, relative to the first; ``i / 12 fps`` when the trajectory
 has no times), so RViz, Foxglove and rosbag2 play the prediction back at its real rate. Image,
 camera_info and points of one frame share the stamp and the optical frame id.
@@ -72,6 +73,7 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.duration import Duration
+from rclpy.time import Time
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
@@ -111,6 +113,15 @@ def prediction_times(rollout) -> np.ndarray:
         if n < 2 or np.all(np.diff(t) > 0):
             return t - t[0]
     return np.arange(n, dtype=np.float64) / PREDICTION_FPS
+
+
+def prediction_start(first_stamp, clock) -> Time:
+    """Stamp of the predicted frame 0: the conditioning camera image's ``header.stamp``; ``clock``'s
+    now only when the image has no stamp (0, a driver that does not stamp)."""
+    if first_stamp is not None and (first_stamp.sec or first_stamp.nanosec):
+        return Time.from_msg(first_stamp, clock_type=clock.clock_type)
+    return clock.now()
+
 
 PARAMS = (
     ParamSpec("robot", "panda", "Robot config name (urdf/<name>.yaml) or path to a robot yaml.", read_only=True),
@@ -167,6 +178,7 @@ class Job:
     frame_id: str
     options: dict = field(default_factory=dict)
     camera: Any = None                  # the stream's CameraModel (camera_info intrinsics); None: the calibration
+    first_stamp: Any = None             # builtin_interfaces/Time of the first frame's camera image (header.stamp)
 
 
 def new_run_id(source: str) -> str:
@@ -487,7 +499,7 @@ class InferenceNode(Node):
         camera = self._stream_camera if self.p["use_camera_info"] else None
         return Job(run_id=run_id, source=source, output_dir=out.resolve(), trajectory=traj, first_frame=rgb,
                    first_depth=depth, frame_id=self.camera.child_frame, options=options,   # the optical frame in TF
-                   camera=camera)
+                   camera=camera, first_stamp=image.header.stamp)
 
     def _request(self, job: Job, progress: Callable):
         """The job as a ``kinema4d_core.service.EpisodeRequest`` (the service applies every rule)."""
@@ -544,7 +556,7 @@ class InferenceNode(Node):
                                     frame_period_s=float(times[-1] / (len(times) - 1)) if len(times) > 1 else 0.0)
             if self.p["publish_prediction"]:
                 progress("publishing", 0, len(rollout.rgb))
-                self._publish_prediction(rollout, job.frame_id, should_cancel)
+                self._publish_prediction(rollout, job.frame_id, should_cancel, job.first_stamp)
         except Cancelled:
             summary = self._summary(job.run_id, job.source, "canceled", "cancelled on request",
                                     duration_s=time.perf_counter() - started)
@@ -581,10 +593,13 @@ class InferenceNode(Node):
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def _publish_prediction(self, rollout, frame_id: str, should_cancel: Callable[[], bool] = lambda: False) -> None:
+    def _publish_prediction(self, rollout, frame_id: str, should_cancel: Callable[[], bool] = lambda: False,
+                            first_stamp=None) -> None:
         """Publish the frames as a timed sequence (module docstring): image, camera_info and points
-        of frame i stamped start + t_i in ``frame_id`` (the optical frame)."""
-        start = self.get_clock().now()
+        of frame i stamped start + t_i in ``frame_id`` (the optical frame); start is ``first_stamp``,
+        the stamp of the camera image the prediction was conditioned on (the node clock now when
+        that image carries no stamp, 0)."""
+        start = prediction_start(first_stamp, self.get_clock())
         wall0 = time.monotonic()
         realtime = self.p["prediction_timing"] == "realtime"
         stride = int(self.p["points_stride"])

@@ -8,7 +8,7 @@
 | pub | `kinema4d/robot_pointmap` | sensor_msgs/Image 32FC3, metres, camera optical frame | reliable, keep last 2 |
 | pub | `kinema4d/robot_mask` | sensor_msgs/Image mono8 (255 = robot) | reliable, keep last 2 |
 | pub | `kinema4d/robot_points` | sensor_msgs/PointCloud2 x y z float32, metres | reliable, keep last 2 |
-| pub | `kinema4d/projector/status` | std_msgs/String JSON (counters, last rejection reason, latency) | reliable, transient local |
+| pub | `kinema4d/projector/status` | std_msgs/String JSON (counters, last rejection reason, latency, render_kernels compiling / ready) | reliable, transient local |
 
 | parameter | default | meaning |
 |---|---|---|
@@ -26,7 +26,10 @@
 | joint_state_topics / joint_name_map / joint_name_prefix / fixed_joint_values | [joint_states] / "" / "" / "" | joint inputs (kinema4d_ros.joint_input, docs/ros.md) |
 | stamp_reset_jump_s / clock_skew_tolerance_s | 5.0 / 0.5 | stamp order (kinema4d_core.stamps): reset on a larger jump back; future stamps beyond the tolerance are dropped without blocking |
 
-Every output carries the joint state's stamp and the camera's optical frame id. Input is
+The render worker first compiles the renderer's numba kernels (``render_kernels`` in the status:
+compiling, then ready; about a minute with a cold numba cache, a second or two from the cache),
+whatever the calibration source, so outputs do not wait for that compile after the camera pose
+arrives on TF. Every output carries the joint state's stamp and the camera's optical frame id. Input is
 never queued: the subscription callback keeps only the newest joint state and a worker thread
 renders it, so when rendering is slower than the input the older states are dropped (counted
 as ``superseded``), never processed late. Stale, future-stamped and out-of-order states are dropped
@@ -109,6 +112,7 @@ class ProjectorNode(Node):
         self._no_camera_reason = "no calibration_file / camera_info yet"
         self._renderer = None
         self._renderer_camera = None
+        self._kernels_ready = False            # numba kernels compiled (_warm_up, first thing of the worker)
         self.pose = CameraPose(self, self.p["calibration_source"])
         self.follower = CalibrationFollower(self, self.p)    # calibration_node's file changes
 
@@ -189,7 +193,25 @@ class ProjectorNode(Node):
             self._lock.notify()
 
     # ---- work -------------------------------------------------------------------------------
+    def _warm_up(self) -> None:
+        """Compile the renderer's numba kernels at start, whatever the calibration source and camera.
+
+        Without it the first render compiles them (numba JIT: ~70 s on two busy cores with a cold
+        cache, i.e. after a fresh setup or a change of kinema4d_core/render.py; ~2 s from the cache).
+        With calibration_source tf that first render waits for the camera pose on TF, so the compile
+        started only then and the first pointmap came a minute after the pose had arrived, while the
+        status still showed the early "no TF" rejections as its last reason."""
+        from kinema4d_core.render import warm_up_kernels
+
+        try:
+            seconds = warm_up_kernels(self.robot.meshes)
+            self.get_logger().info(f"render kernels ready in {seconds:.1f} s")
+        except Exception as exc:  # a failed warm-up only moves the compile to the first render
+            self.health.reject("internal", f"render warm-up: {type(exc).__name__}: {exc}")
+        self._kernels_ready = True
+
     def _work(self) -> None:
+        self._warm_up()
         while True:
             with self._lock:
                 while self._pending is None and not self._stop:
@@ -248,10 +270,14 @@ class ProjectorNode(Node):
         cam = self._camera
         self.pub_status.publish(String(data=self.health.to_json(
             node=self.get_name(), robot=self.robot.config.name,
+            render_kernels="ready" if self._kernels_ready else "compiling",
             camera=None if cam is None else {"width": cam.width, "height": cam.height, "frame_id": cam.child_frame})))
 
     def _diagnostic_state(self) -> tuple[int, str, dict]:
         cam = self._camera
+        if not self._kernels_ready:
+            return WARN, "compiling the render kernels (numba; about a minute with a cold cache)", {
+                "robot": self.robot.config.name}
         if cam is None:
             return WARN, f"not projecting: {self._no_camera_reason}", {"robot": self.robot.config.name}
         return OK, f"projecting {self.robot.config.name} into {cam.child_frame} ({cam.width}x{cam.height})", {
