@@ -217,7 +217,9 @@ class TinyBackend(Kinema4DBackend):
 
 
 def mini_model_dir() -> Path:
-    """Folder of the shipped mini model: ``$KINEMA4D_MINI_DIR`` or ``<repo>/models/kinema4d-mini``."""
+    """Where ``kinema4d-mini`` looks without ``--checkpoint``: ``$KINEMA4D_MINI_DIR`` or
+    ``<repo>/models/kinema4d-mini`` (``scripts/train_mini.sh PUBLISH=models/kinema4d-mini`` writes it;
+    no trained mini model is shipped yet, see docs/training.md)."""
     import os
 
     import kinema4d_core
@@ -229,9 +231,8 @@ def mini_model_dir() -> Path:
 
 
 class MiniBackend(Kinema4DBackend):
-    """The learned mini model: the Kinema4D architecture at 64 x 96 per modality, trained from scratch
-    by ``scripts/train_mini.sh`` on the MuJoCo sim world ONLY (see models/kinema4d-mini/MODEL_CARD.md).
-    Runs on the CPU in seconds. Sampling is always single-pass (``guidance_mode`` single): the model
+    """The mini model: the Kinema4D architecture at 64 x 96 per modality, trained from scratch by
+    ``scripts/train_mini.sh`` on the MuJoCo sim world ONLY (an export of that script). Sampling is always single-pass (``guidance_mode`` single): the model
     was trained at robot-condition scale 1 only, so the released robot-scale guidance does not apply;
     the metadata says so when a request asked for another mode."""
 
@@ -246,7 +247,8 @@ class MiniBackend(Kinema4DBackend):
         if not (folder / "training_info.json").is_file() or not (folder / "base").is_dir():
             raise CheckpointError(f"{folder} holds no exported mini model (base/, kinema4d_ckpt/, training_info.json)",
                                   field="checkpoint", fix="train one with scripts/train_mini.sh and pass "
-                                                          "--checkpoint runs/mini/export, or restore models/kinema4d-mini")
+                                                          "--checkpoint runs/mini/export (or publish it there with "
+                                                          "PUBLISH=models/kinema4d-mini)")
         super().__init__(folder / "base", folder, variant="rgb-pm", device=device, dtype=dtype,
                          weights_note=f"mini model from {folder}: {self.SCOPE}", **options)
         self.folder = folder
@@ -364,9 +366,9 @@ register_backend(BackendSpec(
              BackendOption("device", str, "cpu", "torch device: cuda, cuda:N or cpu"),
              _with_default(_MODEL_OPTIONS[1], "fp32"), *_MODEL_OPTIONS[2:])))
 register_backend(BackendSpec(
-    name="kinema4d-mini", summary="model: Kinema4D mini, learned on the sim world only (CPU, seconds)",
+    name="kinema4d-mini", summary="model: Kinema4D mini trained by scripts/train_mini.sh on the sim world only",
     factory=MiniBackend, fixed_geometry=True, default_steps=10,
-    options=(BackendOption("checkpoint_dir", Path, None, "an exported mini model folder (none: the shipped "
+    options=(BackendOption("checkpoint_dir", Path, None, "an export of scripts/train_mini.sh (none: "
                            "models/kinema4d-mini)", flag="checkpoint", param="checkpoint_path"),
              BackendOption("device", str, "cpu", "torch device: cpu, cuda or cuda:N"),
              _with_default(_MODEL_OPTIONS[1], "fp32"), _MODEL_OPTIONS[6])))

@@ -73,6 +73,29 @@ def test_scratch_overfits_exports_and_simulates(tmp_path, tiny_preset, robo4d_ro
     rollout = simulate_with(TinyBackend(checkpoint_dir=export))
     assert rollout.rgb.shape == (49, 48, 96, 3) and rollout.metadata["backend"] == "kinema4d-tiny"
     assert "trained by `kinema4d train`" in rollout.metadata["weights"]   # not labelled random
+    # ... and a kinema4d-mini folder: that backend samples single-pass whatever is asked, and says so
+    from kinema4d_core.backends import MiniBackend
+    from kinema4d_core.service import EpisodeRequest, simulate_episode
+    from tests.model.model_helpers import synthetic_condition
+
+    cond = synthetic_condition()
+    frame = np.full((cond.mask.shape[1], cond.mask.shape[2], 3), 100, np.uint8)
+    mini = simulate_episode(EpisodeRequest(first_frame=frame, condition=cond, steps=2, guidance_mode="faithful"),
+                            MiniBackend(checkpoint_dir=export))
+    meta = mini.metadata
+    assert meta["backend"] == "kinema4d-mini" and meta["guidance_mode"] == "single" and "guidance_note" in meta
+    assert "trained only on the kinema4d sim world" in meta["scope"]
+    same = simulate_episode(EpisodeRequest(first_frame=frame, condition=cond, steps=2, guidance_mode="single"),
+                            MiniBackend(checkpoint_dir=export))
+    assert np.array_equal(same.rgb, mini.rgb) and "guidance_note" not in same.metadata
+
+
+def test_the_mini_backend_without_a_model_names_the_fix(tmp_path):
+    from kinema4d_core.errors import CheckpointError
+    from kinema4d_core.registry import make_backend
+
+    with pytest.raises(CheckpointError, match="train_mini.sh"):
+        make_backend("kinema4d-mini", checkpoint_dir=tmp_path)
 
 
 def test_resume_continues_exactly(tmp_path, tiny_preset, robo4d_root, shared_cache):
