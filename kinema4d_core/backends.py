@@ -254,19 +254,17 @@ class MiniBackend(Kinema4DBackend):
         self.folder = folder
 
     def metadata(self, request: GenerationRequest) -> dict:
-        meta = super().metadata(request)
-        meta.update(guidance_mode="single", scope=self.SCOPE)
-        if request.guidance_mode != "single":
-            meta["guidance_note"] = (f"requested guidance_mode {request.guidance_mode!r} was not applied: the mini "
-                                     "model samples single-pass (trained at robot-condition scale 1 only)")
-        return meta
+        return dict(super().metadata(request), scope=self.SCOPE)
 
     def generate(self, request: GenerationRequest, progress: ProgressFn | None = None,
                  should_cancel: CancelFn | None = None) -> Rollout:
         from dataclasses import replace
 
         rollout = super().generate(replace(request, guidance_mode="single"), progress, should_cancel)
-        rollout.metadata.update(self.metadata(request))
+        if request.guidance_mode != "single":
+            rollout.metadata["guidance_note"] = (f"requested guidance_mode {request.guidance_mode!r} was not applied: "
+                                                 "the mini model samples single-pass (trained at robot-condition "
+                                                 "scale 1 only)")
         return rollout
 
 
