@@ -95,6 +95,8 @@ class VaeConfig:
     weights (adapting it). Clips of ``clip_frames`` (1 + 4k) frames are drawn from the target
     [RGB | pointmap] videos and the robot condition videos; loss = L1 + ``kl_weight`` * KL.
     latents_mean / latents_std of the written VAE are measured on ``stats_clips`` encoded clips.
+    crop: (h, w) pixels (multiples of 8) of a random window of each training clip, or null (whole
+    frames); latent statistics are always measured on whole frames.
     sample_posterior: decode a posterior sample (true) or its mode (false: what the pipeline
     encodes; with a tiny kl_weight the sample's unit noise would swamp a fresh encoder's output).
     """
@@ -108,6 +110,7 @@ class VaeConfig:
     kl_weight: float = 1e-6
     stats_clips: int = 32
     log_every: int = 25
+    crop: tuple[int, int] | None = None
     sample_posterior: bool = False
 
 
@@ -213,6 +216,8 @@ def _check(cfg: TrainConfig) -> None:
         ("vae.kl_weight", v.kl_weight >= 0, "a number >= 0"),
         ("vae.stats_clips", v.stats_clips >= 2, "an integer >= 2"),
         ("vae.log_every", v.log_every >= 0, "an integer >= 0"),
+        ("vae.crop", v.crop is None or all(c >= 8 and c % 8 == 0 for c in v.crop),
+         "null or (h, w) multiples of 8 (the VAE's spatial compression)"),
         ("optim.lr", o.lr > 0, "a positive learning rate (reference: 2e-5)"),
         ("optim.betas", len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), "two numbers in [0, 1)"),
         ("optim.weight_decay", o.weight_decay >= 0, "a number >= 0"),

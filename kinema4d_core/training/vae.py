@@ -52,13 +52,22 @@ def clip_videos(samples: Iterable[Any]) -> tuple[list[np.ndarray], list[str]]:
     return videos, names
 
 
-def draw_clips(videos: list[np.ndarray], batch: int, frames: int, generator: torch.Generator) -> torch.Tensor:
-    """(B, 3, frames, H, W) float32: ``batch`` clips at random videos and start frames."""
+def draw_clips(videos: list[np.ndarray], batch: int, frames: int, generator: torch.Generator,
+               crop: tuple[int, int] | None = None) -> torch.Tensor:
+    """(B, 3, frames, H, W) float32: ``batch`` clips at random videos and start frames; with ``crop``
+    (h, w) a random h x w window of each (the VAE is convolutional: crops cost less per step and
+    give more varied batches)."""
     out = []
     for _ in range(batch):
         v = videos[int(torch.randint(len(videos), (1,), generator=generator))]
         t0 = int(torch.randint(len(v) - frames + 1, (1,), generator=generator))
-        out.append(torch.from_numpy(v[t0:t0 + frames].astype(np.float32)).permute(3, 0, 1, 2))
+        clip = v[t0:t0 + frames]
+        if crop is not None:
+            h, w = min(crop[0], clip.shape[1]), min(crop[1], clip.shape[2])
+            y0 = int(torch.randint(clip.shape[1] - h + 1, (1,), generator=generator))
+            x0 = int(torch.randint(clip.shape[2] - w + 1, (1,), generator=generator))
+            clip = clip[:, y0:y0 + h, x0:x0 + w]
+        out.append(torch.from_numpy(clip.astype(np.float32)).permute(3, 0, 1, 2))
     return torch.stack(out)
 
 
@@ -150,7 +159,7 @@ def train_vae(cfg: Any, base: Path, samples: Iterable[Any], out_base: Path, *,
     last = time.monotonic()
     for step in range(v.steps):
         gen = torch.Generator().manual_seed(step_seed(cfg.train.seed, step, 11))
-        x = draw_clips(videos, v.batch_size, v.clip_frames, gen)
+        x = draw_clips(videos, v.batch_size, v.clip_frames, gen, v.crop)
         post = vae.encode(x).latent_dist
         torch.manual_seed(step_seed(cfg.train.seed, step, 12) % (2 ** 63))
         rec = decode_unclamped(vae, post.sample() if v.sample_posterior else post.mode())

@@ -87,7 +87,24 @@ def test_training_lowers_the_reconstruction_error(tiny_preset, tmp_path):
     assert after < 0.8 * before, (before, after)
 
 
-@pytest.mark.parametrize("key,value", [("clip_frames", 4), ("dim_mult", [1, 2, 2]), ("steps", -1)])
+def test_crops_are_random_windows_of_the_clips():
+    import torch
+
+    from kinema4d_core.training.vae import clip_videos, draw_clips
+
+    videos, _ = clip_videos(_samples(1))
+    whole = draw_clips(videos, 3, 5, torch.Generator().manual_seed(0))
+    crops = draw_clips(videos, 3, 5, torch.Generator().manual_seed(0), crop=(8, 16))
+    assert whole.shape == (3, 3, 5, 16, 64) and crops.shape == (3, 3, 5, 8, 16)
+    # every crop is a window of some clip of the data
+    for c in crops:
+        frames = c.permute(1, 2, 3, 0).numpy().astype(np.float16)
+        assert any((v[t:t + 5, y:y + 8, x:x + 16] == frames).all() for v in videos for t in range(len(v) - 4)
+                   for y in range(0, 9) for x in range(0, 49))
+
+
+@pytest.mark.parametrize("key,value", [("clip_frames", 4), ("dim_mult", [1, 2, 2]), ("steps", -1),
+                                       ("crop", [12, 16])])
 def test_bad_vae_settings_name_the_key(tmp_path, key, value):
     from kinema4d_core.errors import ConfigError
 
