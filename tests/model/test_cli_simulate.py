@@ -23,7 +23,7 @@ def inputs_dir(tmp_path, condition, first_frame):
 
 def simulate(tmp, ckpt, out, *extra):
     return main(["simulate", "--first-frame", str(tmp / "first.png"), "--robot", str(tmp / "robot"),
-                 "--base", str(ckpt / "base"), "--checkpoint", str(ckpt), "--out", str(out), "--device", "cpu",
+                 "--backend", "kinema4d", "--base", str(ckpt / "base"), "--checkpoint", str(ckpt), "--out", str(out), "--device", "cpu",
                  "--dtype", "fp32", "--steps", "2", "--seed", "3", "--variant", "pm", "--no-points", *extra])
 
 
