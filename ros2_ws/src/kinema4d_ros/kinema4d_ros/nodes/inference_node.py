@@ -22,11 +22,11 @@
 | calibration_file | "" | camera calibration yaml (intrinsics + T_base_camera); required to simulate |
 | calibration_source | file | T_base_camera from calibration_file (file) or looked up in TF, base frame -> optical frame (tf; kinema4d_ros.camera_tf) |
 | follow_calibration_node | true | reload calibration_file when calibration_node announces another file (or a save over it) on `calibration/file` (kinema4d_ros.camera_tf) |
-| backend | static-scene | kinema4d, kinema4d-tiny or static-scene (baseline); loaded once at start (read-only) |
+| backend | static-scene | kinema4d, kinema4d-tiny, kinema4d-mini or static-scene (baseline); loaded once at start (read-only) |
 | base_path / checkpoint_path / variant / device / dtype / offload | | backend options ("" = backend default) |
 | output_root | runs | run folders are written to <output_root>/<run-id>/ |
 | n_frames | 49 | frames to generate with static-scene (model backends use their checkpoint's count) |
-| seed / steps / guidance / guidance_mode | 42 / 0 / 5.0 / faithful | defaults for goals that leave them 0 / empty (steps 0: 50 for kinema4d, 2 for kinema4d-tiny) |
+| seed / steps / guidance / guidance_mode | 42 / 0 / 5.0 / faithful | defaults for goals that leave them 0 / empty (steps 0: 50 for kinema4d, 10 for kinema4d-mini, 2 for kinema4d-tiny) |
 | use_depth | true | pass the latest depth image as first depth |
 | use_camera_info | true | intrinsics / frame id from camera/camera_info (size checked against the calibration) |
 | image_transport / depth_transport | raw / raw | compressed: `<image topic>/compressed`; compressedDepth: `<depth topic>/compressedDepth` (read-only) |
