@@ -215,10 +215,11 @@ def all_options() -> dict[str, list[tuple[BackendSpec, BackendOption]]]:
     return out
 
 
-def add_backend_arguments(parser: Any, *, default: str | None = None, skip: Iterable[str] = ()) -> None:
-    """``--backend`` (choices: the registry) and one flag per backend option (default None = the
-    backend's own default, listed in the help). ``skip``: flags the command defines itself."""
-    default = default or DEFAULT_BACKEND
+def add_backend_arguments(parser: Any, *, skip: Iterable[str] = ()) -> None:
+    """``--backend`` (choices: the registry, default ``DEFAULT_BACKEND``) and one flag per backend
+    option (default None = the backend's own default, listed in the help). ``skip``: flags the
+    command defines itself."""
+    default = DEFAULT_BACKEND
     specs = backend_specs()
     lines = [f"{s.name}: {s.summary}" for s in specs]
     parser.add_argument("--backend", default=default, choices=[s.name for s in specs],

@@ -99,14 +99,18 @@ def export_checkpoint(model: torch.nn.Module, bundle: Any, out_dir: str | Path, 
             wan = dict(bundle.wan_config, _class_name="WanTransformer3DModel",
                        _diffusers_version=diffusers.__version__)
             st.path("base/transformer/config.json").write_text(json.dumps(_json(wan), indent=2))
-            src = Path(bundle.base)
-            for file in sorted(p for p in src.rglob("*") if p.is_file()):
-                rel = file.relative_to(src)
-                if rel.parts[0] == "transformer":
-                    continue
-                shutil.copy2(file, st.path(f"base/{rel.as_posix()}"))
+            stage_base_copy(st, Path(bundle.base), "base/", skip="transformer")
         st.path("training_info.json").write_text(json.dumps(_json(info or {}), indent=2))
     return out_dir / folder
+
+
+def stage_base_copy(st: Any, src: Path, prefix: str, skip: str) -> None:
+    """Stage every file of the base folder ``src`` except its ``skip`` sub-folder under ``prefix``
+    (``""`` or e.g. ``"base/"``) of the ``io.StagedOutput`` ``st``."""
+    for file in sorted(p for p in Path(src).rglob("*") if p.is_file()):
+        rel = file.relative_to(src)
+        if rel.parts[0] != skip:
+            shutil.copy2(file, st.path(f"{prefix}{rel.as_posix()}"))
 
 
 def _persistent(model: torch.nn.Module) -> set[str]:

@@ -217,7 +217,7 @@ def prepare_data(cfg: Any, bundle: Any, accelerator: Any, log: Callable[[str], N
             from kinema4d_core.training.data import iter_samples
             from kinema4d_core.training.vae import train_vae
 
-            train_specs = [s for s in specs if s.name not in set(val_names)]
+            train_specs = specs[:len(specs) - n_val]        # the validation samples are the last n_val
             train_vae(cfg, bundle.base, iter_samples(train_specs, geometry), trained_base, log=log)
         accelerator.wait_for_everyone()
         bundle.base = trained_base

@@ -19,7 +19,6 @@ same fingerprint reuses it.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -32,11 +31,7 @@ VAE_INFO = "vae_training.json"
 
 def vae_fingerprint(cfg: Any, base: Path, names: list[str]) -> dict[str, Any]:
     """What a trained VAE depends on: its config section, the source base folder, the samples, the seed."""
-    from dataclasses import asdict
-
-    from kinema4d_core.training.config import _jsonable
-
-    return {"vae": _jsonable(asdict(cfg.vae)), "base": str(base), "samples": list(names), "seed": int(cfg.train.seed)}
+    return {"vae": cfg.to_dict()["vae"], "base": str(base), "samples": list(names), "seed": int(cfg.train.seed)}
 
 
 def clip_videos(samples: Iterable[Any]) -> tuple[list[np.ndarray], list[str]]:
@@ -125,6 +120,7 @@ def train_vae(cfg: Any, base: Path, samples: Iterable[Any], out_base: Path, *,
     """Train the VAE as configured on ``samples`` (TrainSamples, the training split) and write
     ``out_base`` (see module doc). Returns ``out_base``; reused when its fingerprint matches."""
     from kinema4d_core.io import StagedOutput
+    from kinema4d_core.training.export import stage_base_copy
     from kinema4d_core.training.trainer import step_seed
 
     v = cfg.vae
@@ -186,10 +182,7 @@ def train_vae(cfg: Any, base: Path, samples: Iterable[Any], out_base: Path, *,
     mean, std = latent_statistics(vae, videos, v.stats_clips, v.clip_frames, cfg.train.seed)
     vae.register_to_config(latents_mean=mean, latents_std=std)
     with StagedOutput(out_base) as st:
-        for file in sorted(p for p in Path(base).rglob("*") if p.is_file()):
-            rel = file.relative_to(base)
-            if rel.parts[0] != "vae":
-                shutil.copy2(file, st.path(rel.as_posix()))
+        stage_base_copy(st, Path(base), "", skip="vae")
         staging_vae = st.path("vae/config.json").parent
         vae.save_pretrained(str(staging_vae))
         for f in sorted(staging_vae.iterdir()):
