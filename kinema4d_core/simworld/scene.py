@@ -54,9 +54,11 @@ class SimConfig:
     height: int = 480
     rate_hz: float = 12.0
     timestep: float = 0.002
-    fovy_deg: float = 50.0
-    camera_eye: tuple[float, float, float] = (1.30, 0.72, 0.95)
-    camera_target: tuple[float, float, float] = (0.35, 0.0, 0.18)
+    fovy_deg: float = 45.0
+    # framed on the workspace (cube, target, gripper) rather than the whole table: at the mini
+    # model's 64 x 96 the 5 cm cube spans ~6 px instead of ~3 (kinema4d-mini must see it move)
+    camera_eye: tuple[float, float, float] = (1.00, 0.45, 0.75)
+    camera_target: tuple[float, float, float] = (0.40, 0.0, 0.20)
     camera_name: str = "sim_camera"
     optical_frame: str = "sim_camera_optical_frame"
     base_frame: str = "panda_link0"

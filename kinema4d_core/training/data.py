@@ -139,9 +139,17 @@ def sample_from_recording(name: str, rgb: np.ndarray, depth: np.ndarray | None, 
 
 # ------------------------------------------------------------------------------------ sources
 def sim_episode_paths(cfg: Any, geometry: ModelGeometry) -> list[tuple[str, Path]]:
-    """(name, episodes_dir/name.npz) of every configured sim episode (tasks x seeds)."""
+    """(name, episodes_dir/name.npz) of every configured sim episode (tasks x seeds). The file name
+    carries the render size, frame count and a digest of the sim camera, so episodes of another
+    camera are never reused."""
+    import hashlib
+
+    from kinema4d_core.simworld.scene import SimConfig
+
     sim = cfg.data.sim
-    tag = f"{sim.render_width}x{sim.render_height}_{geometry.num_frames}f"
+    d = SimConfig()
+    camera = hashlib.sha1(repr((d.fovy_deg, d.camera_eye, d.camera_target)).encode()).hexdigest()[:6]
+    tag = f"{sim.render_width}x{sim.render_height}_{geometry.num_frames}f_cam{camera}"
     return [(f"sim_{task}_{seed:04d}", cfg.data.episodes_dir / f"sim_{task}_{seed:04d}_{tag}.npz")
             for task in sim.tasks for seed in range(sim.first_seed, sim.first_seed + sim.episodes_per_task)]
 

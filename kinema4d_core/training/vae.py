@@ -7,7 +7,8 @@ reads it unchanged) to clips of the two videos the pipeline encodes:
   - the target [RGB | pointmap] video, width-concatenated as ``Kinema4DPipeline.encode_target`` does,
   - the robot condition [robot RGB | robot pointmap] (encoded one modality at a time by
     ``prepare_robot``; the VAE is convolutional, so a side-by-side pair teaches the same thing).
-Loss per clip: L1(reconstruction, input) + kl_weight * KL(posterior || N(0, I)), inputs in [-1, 1].
+Loss per clip: L1(reconstruction, input) + kl_weight * KL(posterior || N(0, I)), inputs in [-1, 1];
+the L1 optionally weighted towards detail (``vae.detail_weight``, see ``detail_weights``).
 The written VAE config carries ``latents_mean`` / ``latents_std`` measured on encoded clips, so the
 pipeline's latent normalization gives the transformer unit-scale latents, as Wan's statistics do.
 
@@ -75,8 +76,22 @@ def make_vae(cfg: Any, base: Path) -> Any:
     if cfg.vae.base_dim is None:
         return AutoencoderKLWan.from_pretrained(str(base / "vae"), torch_dtype=torch.float32)
     torch.manual_seed(cfg.train.seed)
-    return AutoencoderKLWan(base_dim=cfg.vae.base_dim, z_dim=int(src["z_dim"]), dim_mult=list(cfg.vae.dim_mult),
-                            num_res_blocks=1, temperal_downsample=[False, True, True])
+    vae = AutoencoderKLWan(base_dim=cfg.vae.base_dim, z_dim=int(src["z_dim"]), dim_mult=list(cfg.vae.dim_mult),
+                           num_res_blocks=1, temperal_downsample=[False, True, True])
+    if not cfg.vae.mid_attention:
+        disable_mid_attention(vae)
+    return vae
+
+
+def disable_mid_attention(vae: Any) -> None:
+    """Zero and freeze the output projection of every mid-block attention of ``vae`` (encoder and
+    decoder): each block then returns its input (``x + proj(attn(x))`` with proj = 0), so the VAE
+    is fully convolutional and crop training carries over to whole frames."""
+    for part in (vae.encoder, vae.decoder):
+        for block in part.mid_block.attentions:
+            torch.nn.init.zeros_(block.proj.weight)
+            torch.nn.init.zeros_(block.proj.bias)
+            block.proj.requires_grad_(False)
 
 
 @torch.no_grad()
@@ -107,6 +122,33 @@ def decode_unclamped(vae: Any, z: torch.Tensor) -> torch.Tensor:
     finally:
         handle.remove()
     return torch.cat(chunks, dim=2)
+
+
+def detail_weights(x: torch.Tensor, strength: float) -> torch.Tensor:
+    """(B, 1, T, H, W) per-pixel L1 weights 1 + strength * d / mean(d), d = the channel sum of
+    |x - its 5 x 5 box mean| (edges and small objects weigh more); all ones for strength 0."""
+    if strength == 0:
+        return torch.ones_like(x[:, :1])
+    b, c, t, h, w = x.shape
+    frames = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+    local = torch.nn.functional.avg_pool2d(frames, 5, stride=1, padding=2, count_include_pad=False)
+    d = (frames - local).abs().sum(dim=1, keepdim=True).reshape(b, t, 1, h, w).permute(0, 2, 1, 3, 4)
+    return 1.0 + strength * d / d.mean(dim=(2, 3, 4), keepdim=True).clamp_min(1e-6)
+
+
+@torch.no_grad()
+def whole_frame_psnr(vae: Any, videos: list[np.ndarray], n_clips: int, frames: int, seed: int) -> dict[str, float]:
+    """Mean reconstruction PSNR (dB) of the left (RGB) and right (pointmap) halves of ``n_clips``
+    whole-frame clips, the way the pipeline encodes them (posterior mode, clamped decode)."""
+    gen = torch.Generator().manual_seed(seed)
+    left, right = [], []
+    for _ in range(n_clips):
+        x = draw_clips(videos, 1, frames, gen)
+        rec = vae.decode(vae.encode(x).latent_dist.mode()).sample
+        half = x.shape[-1] // 2
+        left.append(psnr01(rec[..., :half], x[..., :half]))
+        right.append(psnr01(rec[..., half:], x[..., half:]))
+    return {"left_db": float(np.mean(left)), "right_db": float(np.mean(right))}
 
 
 def psnr01(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -144,7 +186,7 @@ def train_vae(cfg: Any, base: Path, samples: Iterable[Any], out_base: Path, *,
     t0 = time.monotonic()
     vae = make_vae(cfg, base)
     vae.train()
-    opt = torch.optim.AdamW(vae.parameters(), lr=v.lr, betas=(0.9, 0.99), weight_decay=1e-4)
+    opt = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=v.lr, betas=(0.9, 0.99), weight_decay=1e-4)
     warmup = max(1, min(50, v.steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda k: min(1.0, (k + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, k / v.steps)))))
@@ -159,7 +201,7 @@ def train_vae(cfg: Any, base: Path, samples: Iterable[Any], out_base: Path, *,
         post = vae.encode(x).latent_dist
         torch.manual_seed(step_seed(cfg.train.seed, step, 12) % (2 ** 63))
         rec = decode_unclamped(vae, post.sample() if v.sample_posterior else post.mode())
-        recon = (rec - x).abs().mean()
+        recon = (detail_weights(x, v.detail_weight) * (rec - x).abs()).mean()
         loss = recon + v.kl_weight * post.kl().mean()
         if not torch.isfinite(loss):
             from kinema4d_core.errors import ConfigError
@@ -180,6 +222,9 @@ def train_vae(cfg: Any, base: Path, samples: Iterable[Any], out_base: Path, *,
             last = now
     vae.eval()
     mean, std = latent_statistics(vae, videos, v.stats_clips, v.clip_frames, cfg.train.seed)
+    quality = whole_frame_psnr(vae, videos, min(8, v.stats_clips), v.clip_frames, cfg.train.seed + 1)
+    log(f"[vae] whole-frame reconstruction: {quality['left_db']:.1f} dB (RGB halves), "
+        f"{quality['right_db']:.1f} dB (pointmap halves)")
     vae.register_to_config(latents_mean=mean, latents_std=std)
     with StagedOutput(out_base) as st:
         stage_base_copy(st, Path(base), "", skip="vae")
@@ -189,7 +234,7 @@ def train_vae(cfg: Any, base: Path, samples: Iterable[Any], out_base: Path, *,
             st.path(f"vae/{f.name}")
         st.path(VAE_INFO).write_text(json.dumps(
             {"fingerprint": fp, "steps": v.steps, "parameters": n_params, "seconds": time.monotonic() - t0,
-             "final_l1": losses.get(v.steps), "losses": {str(k): x for k, x in losses.items() if k % 10 == 0}},
+             "final_l1": losses.get(v.steps), "whole_frame_psnr": quality, "losses": {str(k): x for k, x in losses.items() if k % 10 == 0}},
             indent=2))
     log(f"[vae] wrote {out_base} in {time.monotonic() - t0:.0f} s")
     return out_base

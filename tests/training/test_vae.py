@@ -128,3 +128,35 @@ def test_the_loss_sees_the_decoder_output_before_the_clamp(tiny_preset, tmp_path
     assert out.shape == clamped.shape and float(out.min()) > 1.0 and torch.all(clamped == 1.0)
     out.mean().backward()
     assert vae.decoder.conv_out.weight.grad is not None and float(vae.decoder.conv_out.weight.grad.abs().sum()) > 0
+
+
+def test_detail_weights_favour_a_small_object_over_a_flat_background():
+    import torch
+
+    from kinema4d_core.training.vae import detail_weights
+
+    x = torch.full((1, 3, 1, 32, 48), -0.2)
+    x[..., 10:16, 20:26] = 0.8                     # a 6-pixel "cube" on a flat table
+    w = detail_weights(x, 3.0)
+    assert w.shape == (1, 1, 1, 32, 48)
+    assert float(w[..., 0, 0]) == pytest.approx(1.0, abs=1e-4)              # flat table: the plain L1 weight
+    assert float(w[..., 10, 20]) > 5.0                             # the cube's corner weighs several times more
+    assert float(w.mean()) == pytest.approx(1.0 + 3.0, rel=1e-4)            # strength x relative difference, mean 1
+    assert torch.equal(detail_weights(x, 0.0), torch.ones_like(w))
+
+
+def test_mid_attention_off_makes_the_attention_an_identity_that_stays_off(tiny_preset, tmp_path):
+    import torch
+    from diffusers import AutoencoderKLWan
+
+    from kinema4d_core.training.vae import train_vae
+
+    out = train_vae(_cfg(tmp_path, mid_attention=False), tiny_preset / "base", _samples(), tmp_path / "base",
+                    log=lambda _: None)
+    vae = AutoencoderKLWan.from_pretrained(str(out / "vae"))         # a standard VAE folder
+    x = torch.randn(1, vae.encoder.mid_block.attentions[0].proj.in_channels, 2, 4, 6)
+    for part in (vae.encoder, vae.decoder):
+        block = part.mid_block.attentions[0]
+        assert torch.count_nonzero(block.proj.weight) == 0 and torch.count_nonzero(block.proj.bias) == 0
+    block = vae.encoder.mid_block.attentions[0]
+    assert torch.equal(block(x), x)                                   # trained 3 steps, still the identity
