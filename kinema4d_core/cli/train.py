@@ -12,6 +12,7 @@ checkpoint); scratch = every parameter trainable (small models, e.g. the tiny pr
 The same config runs on one CPU or many GPUs:
   kinema4d train config/training/tiny_cpu.yaml
   accelerate launch --config_file config/training/accelerate/ddp_4gpu.yaml -m kinema4d_core.cli train CONFIG
+  scripts/train_cpu_ddp.sh 2 CONFIG     # N CPU processes, DDP over gloo on 127.0.0.1 only
 Overrides use dotted keys, values parsed as YAML:
   --set optim.lr=1e-4 --set train.steps=200 --set model.base=/data/Wan2.1-I2V-14B-480P-Diffusers
 Output folder (train.output_dir): checkpoints/, logs/ (tensorboard --logdir), validation/, export/.
@@ -49,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     from kinema4d_core.training.trainer import train
 
     result = train(cfg, resume=args.resume)
+    if not result.is_main_process:
+        return 0
     print(f"trained {result.step} steps in {result.seconds:.0f} s"
           + (f"; exported {result.export_dir}" if result.export_dir else "")
           + (f"; last checkpoint {result.checkpoint}" if result.checkpoint else ""))

@@ -185,6 +185,7 @@ class TrainResult:
     checkpoint: Path | None = None
     validation_videos: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    is_main_process: bool = True      # False on the other ranks of a multi-process run
 
 
 def geometry_of(bundle: Any):
@@ -307,6 +308,8 @@ def train(cfg: Any, *, resume: bool = False, log: Callable[[str], None] = print,
         raise ConfigError(f"{tc.output_dir} already holds checkpoints (newest: step {existing[-1][0]})",
                           field="train.output_dir", fix="pass --resume to continue it, or choose another output_dir")
     accelerator = Accelerator(mixed_precision=tc.mixed_precision, project_dir=str(tc.output_dir))
+    if not accelerator.is_main_process:
+        log = lambda _line: None  # noqa: E731  (one log, from the main process)
     set_seed(tc.seed)
     bundle = build_model(cfg)
     dataset, val_files = prepare_data(cfg, bundle, accelerator, log)
@@ -326,7 +329,7 @@ def train(cfg: Any, *, resume: bool = False, log: Callable[[str], None] = print,
         from kinema4d_core.io import write_text
 
         write_text(tc.output_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
-    result = TrainResult(step=0)
+    result = TrainResult(step=0, is_main_process=accelerator.is_main_process)
     trainable_id = _names_digest(n for n, _ in named)
     if resume:
         step0, folder = existing[-1]
@@ -362,11 +365,15 @@ def train(cfg: Any, *, resume: bool = False, log: Callable[[str], None] = print,
         step = result.step
         total = 0.0
         for micro in range(tc.gradient_accumulation_steps):
-            gen = torch.Generator().manual_seed(step_seed(tc.seed, step, micro, accelerator.process_index))
+            # the global index of this micro-batch among the step's num_processes x accumulation ones:
+            # N processes x accumulation A draw the same batches as 1 process x accumulation N*A, and
+            # DDP's gradient mean equals the accumulated mean (tests/training/test_train_ddp.py)
+            micro_id = accelerator.process_index * tc.gradient_accumulation_steps + micro
+            gen = torch.Generator().manual_seed(step_seed(tc.seed, step, micro_id, 0))
             idx = torch.randint(len(dataset), (tc.batch_size,), generator=gen).tolist()
             batch = collate([dataset[i] for i in idx])
             batch["robot_mask"] = soften(batch["robot_mask"], cfg.data.soft_mask_fraction,
-                                         step_seed(tc.seed, step, micro, accelerator.process_index, 7))
+                                         step_seed(tc.seed, step, micro_id, 0, 7))
             with accelerator.autocast():
                 loss = flow_matching_loss(model, batch, gen, tc.flow_shift, device)
             if not torch.isfinite(loss):
