@@ -74,10 +74,12 @@ def make_vae(cfg: Any, base: Path) -> Any:
 
     src = AutoencoderKLWan.load_config(str(base / "vae"))
     if cfg.vae.base_dim is None:
-        return AutoencoderKLWan.from_pretrained(str(base / "vae"), torch_dtype=torch.float32)
-    torch.manual_seed(cfg.train.seed)
-    vae = AutoencoderKLWan(base_dim=cfg.vae.base_dim, z_dim=int(src["z_dim"]), dim_mult=list(cfg.vae.dim_mult),
-                           num_res_blocks=1, temperal_downsample=[False, True, True])
+        vae = AutoencoderKLWan.from_pretrained(str(base / "vae"), torch_dtype=torch.float32)
+    else:
+        torch.manual_seed(cfg.train.seed)
+        vae = AutoencoderKLWan(base_dim=cfg.vae.base_dim, z_dim=int(src["z_dim"]),
+                               dim_mult=list(cfg.vae.dim_mult), num_res_blocks=1,
+                               temperal_downsample=[False, True, True])
     if not cfg.vae.mid_attention:
         disable_mid_attention(vae)
     return vae
