@@ -37,7 +37,7 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
   ARGS+=(--set data.sim.episodes_per_task=1 --set data.validation_episodes=1 --set data.shard_size=1
          --set train.steps=2 --set train.batch_size=1 --set train.log_every=1 --set train.checkpoint_every=1
          --set train.validate_every=2 --set train.validation_steps=1
-         --set vae.steps=2 --set vae.stats_clips=2 --set vae.log_every=1)
+         --set vae.steps=2 --set vae.single_frame_steps=1 --set vae.stats_clips=2 --set vae.log_every=1)
 fi
 # shellcheck disable=SC2206
 [[ -n "${EXTRA:-}" ]] && ARGS+=(${EXTRA})

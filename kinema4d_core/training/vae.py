@@ -194,12 +194,14 @@ def train_vae(cfg: Any, base: Path, samples: Iterable[Any], out_base: Path, *,
         opt, lambda k: min(1.0, (k + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, k / v.steps)))))
     n_params = sum(p.numel() for p in vae.parameters())
     log(f"[vae] training a {n_params:,}-parameter AutoencoderKLWan for {v.steps} steps on {len(videos)} videos "
-        f"({len(names)} samples), clips of {v.clip_frames} frames")
+        f"({len(names)} samples), clips of {v.clip_frames} frames"
+        + (f" after {v.single_frame_steps} single-frame steps" if v.single_frame_steps else ""))
     losses: dict[int, float] = {}
     last = time.monotonic()
     for step in range(v.steps):
         gen = torch.Generator().manual_seed(step_seed(cfg.train.seed, step, 11))
-        x = draw_clips(videos, v.batch_size, v.clip_frames, gen, v.crop)
+        frames = 1 if step < v.single_frame_steps else v.clip_frames     # spatial layers first
+        x = draw_clips(videos, v.batch_size, frames, gen, v.crop)
         post = vae.encode(x).latent_dist
         torch.manual_seed(step_seed(cfg.train.seed, step, 12) % (2 ** 63))
         rec = decode_unclamped(vae, post.sample() if v.sample_posterior else post.mode())

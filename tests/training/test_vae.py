@@ -160,3 +160,21 @@ def test_mid_attention_off_makes_the_attention_an_identity_that_stays_off(tiny_p
         assert torch.count_nonzero(block.proj.weight) == 0 and torch.count_nonzero(block.proj.bias) == 0
     block = vae.encoder.mid_block.attentions[0]
     assert torch.equal(block(x), x)                                   # trained 3 steps, still the identity
+
+
+def test_single_frame_steps_come_first_then_clips(tiny_preset, tmp_path, monkeypatch):
+    import kinema4d_core.training.vae as vae_mod
+
+    drawn: list[int] = []
+    real = vae_mod.draw_clips
+
+    def recording(videos, batch, frames, generator, crop=None):
+        drawn.append(frames)
+        return real(videos, batch, frames, generator, crop)
+
+    monkeypatch.setattr(vae_mod, "draw_clips", recording)
+    vae_mod.train_vae(_cfg(tmp_path, steps=4, single_frame_steps=2), tiny_preset / "base", _samples(),
+                      tmp_path / "base", log=lambda _: None)
+    assert drawn[:4] == [1, 1, 5, 5]          # then the whole-frame statistics and PSNR clips (5 frames)
+    with pytest.raises(Exception, match="single_frame_steps"):
+        _cfg(tmp_path, steps=4, single_frame_steps=5)
