@@ -100,8 +100,9 @@ class VaeConfig:
     sample_posterior: decode a posterior sample (true) or its mode (false: what the pipeline
     encodes; with a tiny kl_weight the sample's unit noise would swamp a fresh encoder's output).
     mid_attention: false zeroes and freezes the output projection of the VAE's mid-block attention
-    (also of an adapted one: it keeps a VAE trained this way fully convolutional), which makes the attention an identity and the VAE fully convolutional: what it
-    learns on ``crop`` windows then holds on whole frames. With the attention on, a VAE trained on
+    (also of an adapted one, so a VAE trained this way stays so), which makes the attention an
+    identity and the VAE fully convolutional: what it learns on ``crop`` windows then holds on
+    whole frames. With the attention on, a VAE trained on
     32 x 48 crops reconstructed whole 64 x 192 frames at 12-18 dB (measured 2026-12-02): attention
     over 4 x 6 latents does not carry over to 8 x 24. The written weights load as a standard
     AutoencoderKLWan (the zero projection adds nothing).

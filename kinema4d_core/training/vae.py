@@ -188,7 +188,8 @@ def train_vae(cfg: Any, base: Path, samples: Iterable[Any], out_base: Path, *,
     t0 = time.monotonic()
     vae = make_vae(cfg, base)
     vae.train()
-    opt = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=v.lr, betas=(0.9, 0.99), weight_decay=1e-4)
+    trainable = [p for p in vae.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=v.lr, betas=(0.9, 0.99), weight_decay=1e-4)
     warmup = max(1, min(50, v.steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda k: min(1.0, (k + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, k / v.steps)))))
@@ -213,7 +214,7 @@ def train_vae(cfg: Any, base: Path, samples: Iterable[Any], out_base: Path, *,
             raise ConfigError(f"VAE loss became {float(loss)} at step {step}", field="vae.lr", fix="lower vae.lr")
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         sched.step()
         losses[step + 1] = recon.item()
@@ -238,7 +239,8 @@ def train_vae(cfg: Any, base: Path, samples: Iterable[Any], out_base: Path, *,
             st.path(f"vae/{f.name}")
         st.path(VAE_INFO).write_text(json.dumps(
             {"fingerprint": fp, "steps": v.steps, "parameters": n_params, "seconds": time.monotonic() - t0,
-             "final_l1": losses.get(v.steps), "whole_frame_psnr": quality, "losses": {str(k): x for k, x in losses.items() if k % 10 == 0}},
+             "final_l1": losses.get(v.steps), "whole_frame_psnr": quality,
+             "losses": {str(k): x for k, x in losses.items() if k % 10 == 0}},
             indent=2))
     log(f"[vae] wrote {out_base} in {time.monotonic() - t0:.0f} s")
     return out_base
