@@ -294,7 +294,7 @@ def train(cfg: Any, *, resume: bool = False, log: Callable[[str], None] = print,
     from accelerate.utils import set_seed
 
     from kinema4d_core.training.export import export_checkpoint
-    from kinema4d_core.training.model_setup import build_model
+    from kinema4d_core.training.model_setup import build_model, resolve_base
 
     t0 = time.monotonic()
     tc = cfg.train
@@ -311,6 +311,9 @@ def train(cfg: Any, *, resume: bool = False, log: Callable[[str], None] = print,
     if not accelerator.is_main_process:
         log = lambda _line: None  # noqa: E731  (one log, from the main process)
     set_seed(tc.seed)
+    if accelerator.is_main_process:
+        resolve_base(cfg)               # builds a generated base (the tiny preset) once, before the other ranks read it
+    accelerator.wait_for_everyone()
     bundle = build_model(cfg)
     dataset, val_files = prepare_data(cfg, bundle, accelerator, log)
     model = bundle.transformer

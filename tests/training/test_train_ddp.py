@@ -29,10 +29,11 @@ def _free_loopback_port() -> int:
 
 
 @pytest.mark.slow   # ~30 s on 2 cores: two training processes + one in-process reference run
-def test_two_ddp_processes_train_what_one_process_with_accumulation_2_trains(tmp_path, tiny_preset, robo4d_root,
-                                                                             shared_cache):
-    common = ("train.steps=3", "train.log_every=1", "train.checkpoint_every=3", "optim.lr=3e-3")
-    ddp_cfg = tiny_config(tmp_path / "ddp", tiny_preset, robo4d_root, shared_cache, *common)
+def test_two_ddp_processes_train_what_one_process_with_accumulation_2_trains(tmp_path, tiny_preset, robo4d_root):
+    # model.base=tiny: each run builds the seeded tiny preset in its output folder (in the DDP run,
+    # the main process builds it while the other rank waits) and caches its own latents
+    common = ("train.steps=3", "train.log_every=1", "train.checkpoint_every=3", "optim.lr=3e-3", "model.base=tiny")
+    ddp_cfg = tiny_config(tmp_path / "ddp", tiny_preset, robo4d_root, tmp_path / "ddp_cache", *common)
     config_file = tmp_path / "ddp.json"
     config_file.write_text(json.dumps(ddp_cfg.to_dict(), default=str))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MASTER_", "WORLD_", "RANK", "LOCAL_"))}
@@ -44,7 +45,7 @@ def test_two_ddp_processes_train_what_one_process_with_accumulation_2_trains(tmp
     assert "2 process(es)" in out
     assert out.count("[train] step 3/3") == 1                    # one log, from the main process
 
-    ref_cfg = tiny_config(tmp_path / "one", tiny_preset, robo4d_root, shared_cache, *common,
+    ref_cfg = tiny_config(tmp_path / "one", tiny_preset, robo4d_root, tmp_path / "one_cache", *common,
                           "train.gradient_accumulation_steps=2")
     ref = train(ref_cfg, log=lambda _: None)
     ddp_losses = [float(line.split(" loss ")[1].split()[0]) for line in out.splitlines()
@@ -56,7 +57,7 @@ def test_two_ddp_processes_train_what_one_process_with_accumulation_2_trains(tmp
         for name in want:
             torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-6, msg=f"{part}: {name}")
     # and the weights did move: the averaged gradients were applied
-    start = tiny_config(tmp_path / "start", tiny_preset, robo4d_root, shared_cache, *common)
+    start = tiny_config(tmp_path / "one", tiny_preset, robo4d_root, tmp_path / "one_cache", *common)
     from kinema4d_core.training.model_setup import build_model
 
     before = dict(build_model(start).transformer.named_parameters())
