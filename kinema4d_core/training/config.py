@@ -114,6 +114,9 @@ class VaeConfig:
     detail_weight: extra L1 weight on pixels that differ from their 5 x 5 neighbourhood (edges,
     small objects), relative to the clip's mean difference; 0 = plain L1. Small objects (a 6-pixel
     cube) are a sliver of a frame's L1 and are the last thing a plain-L1 VAE learns to draw.
+    clip_batch_size: clips per step after the single-frame steps (null: ``batch_size``); long
+    clips cost more per step. Each phase (single frames, clips) has its own warm-up and cosine
+    decay of the learning rate, so the clip phase starts at ``lr`` too.
     """
 
     steps: int = 0
@@ -130,6 +133,7 @@ class VaeConfig:
     detail_weight: float = 0.0
     mid_attention: bool = True
     single_frame_steps: int = 0
+    clip_batch_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -234,6 +238,7 @@ def _check(cfg: TrainConfig) -> None:
         ("vae.kl_weight", v.kl_weight >= 0, "a number >= 0"),
         ("vae.detail_weight", v.detail_weight >= 0, "a number >= 0 (0 = plain L1)"),
         ("vae.single_frame_steps", 0 <= v.single_frame_steps <= v.steps, "an integer in [0, vae.steps]"),
+        ("vae.clip_batch_size", v.clip_batch_size is None or v.clip_batch_size >= 1, "null or an integer >= 1"),
         ("vae.stats_clips", v.stats_clips >= 2, "an integer >= 2"),
         ("vae.log_every", v.log_every >= 0, "an integer >= 0"),
         ("vae.crop", v.crop is None or all(c >= 8 and c % 8 == 0 for c in v.crop),

@@ -159,6 +159,16 @@ def psnr01(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10.0 * float(np.log10(1.0 / mse))
 
 
+def vae_lr_factor(step: int, steps: int, single_frame_steps: int) -> float:
+    """LR multiplier at ``step``: each phase (the first ``single_frame_steps``, then the rest) warms
+    up linearly over min(50, a tenth of it) steps, then decays on a cosine to 0.1."""
+    start, length = (0, single_frame_steps) if step < single_frame_steps else (single_frame_steps,
+                                                                                steps - single_frame_steps)
+    k = step - start
+    warmup = max(1, min(50, length // 10))
+    return min(1.0, (k + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, k / max(1, length)))))
+
+
 def train_vae(cfg: Any, base: Path, samples: Iterable[Any], out_base: Path, *,
               log: Callable[[str], None] = print) -> Path:
     """Train the VAE as configured on ``samples`` (TrainSamples, the training split) and write
@@ -190,9 +200,7 @@ def train_vae(cfg: Any, base: Path, samples: Iterable[Any], out_base: Path, *,
     vae.train()
     trainable = [p for p in vae.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=v.lr, betas=(0.9, 0.99), weight_decay=1e-4)
-    warmup = max(1, min(50, v.steps // 10))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda k: min(1.0, (k + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, k / v.steps)))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: vae_lr_factor(k, v.steps, v.single_frame_steps))
     n_params = sum(p.numel() for p in vae.parameters())
     log(f"[vae] training a {n_params:,}-parameter AutoencoderKLWan for {v.steps} steps on {len(videos)} videos "
         f"({len(names)} samples), clips of {v.clip_frames} frames"
@@ -201,8 +209,9 @@ def train_vae(cfg: Any, base: Path, samples: Iterable[Any], out_base: Path, *,
     last = time.monotonic()
     for step in range(v.steps):
         gen = torch.Generator().manual_seed(step_seed(cfg.train.seed, step, 11))
-        frames = 1 if step < v.single_frame_steps else v.clip_frames     # spatial layers first
-        x = draw_clips(videos, v.batch_size, frames, gen, v.crop)
+        single = step < v.single_frame_steps                          # spatial layers first
+        x = draw_clips(videos, v.batch_size if single else (v.clip_batch_size or v.batch_size),
+                       1 if single else v.clip_frames, gen, v.crop)
         post = vae.encode(x).latent_dist
         torch.manual_seed(step_seed(cfg.train.seed, step, 12) % (2 ** 63))
         rec = decode_unclamped(vae, post.sample() if v.sample_posterior else post.mode())

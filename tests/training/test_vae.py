@@ -169,12 +169,27 @@ def test_single_frame_steps_come_first_then_clips(tiny_preset, tmp_path, monkeyp
     real = vae_mod.draw_clips
 
     def recording(videos, batch, frames, generator, crop=None):
-        drawn.append(frames)
+        drawn.append((batch, frames))
         return real(videos, batch, frames, generator, crop)
 
     monkeypatch.setattr(vae_mod, "draw_clips", recording)
-    vae_mod.train_vae(_cfg(tmp_path, steps=4, single_frame_steps=2), tiny_preset / "base", _samples(),
-                      tmp_path / "base", log=lambda _: None)
-    assert drawn[:4] == [1, 1, 5, 5]          # then the whole-frame statistics and PSNR clips (5 frames)
+    vae_mod.train_vae(_cfg(tmp_path, steps=4, single_frame_steps=2, batch_size=2, clip_batch_size=1),
+                      tiny_preset / "base", _samples(), tmp_path / "base", log=lambda _: None)
+    # single frames at batch_size, then clips at clip_batch_size (then statistics and PSNR clips)
+    assert drawn[:4] == [(2, 1), (2, 1), (1, 5), (1, 5)]
     with pytest.raises(Exception, match="single_frame_steps"):
         _cfg(tmp_path, steps=4, single_frame_steps=5)
+    with pytest.raises(Exception, match="clip_batch_size"):
+        _cfg(tmp_path, steps=4, clip_batch_size=0)
+
+
+def test_each_vae_phase_warms_up_and_decays_on_its_own():
+    from kinema4d_core.training.vae import vae_lr_factor
+
+    f = [vae_lr_factor(k, 1000, 600) for k in range(1000)]
+    assert f[0] < 0.1 and f[50] > 0.95                              # single frames: warm-up, then full LR
+    assert f[599] == pytest.approx(0.1, abs=0.01)                         # decayed by the end of the phase
+    assert f[600] < 0.1 and f[640] > 0.95                           # the clip phase warms up anew
+    assert f[999] == pytest.approx(0.1, abs=0.01)
+    one = [vae_lr_factor(k, 100, 0) for k in range(100)]                  # no single-frame phase: one schedule
+    assert one[0] <= 0.1 and one[10] > 0.95 and one[99] == pytest.approx(0.1, abs=0.01)
