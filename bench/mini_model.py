@@ -58,8 +58,8 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=1000, help="first sim seed (training used 0..23)")
     ap.add_argument("--policies", default="scripted,aim-2cm,aim-4cm,aim-8cm")
     ap.add_argument("--tasks", default="push,pick_place")
-    ap.add_argument("--checkpoint", default="runs/mini/export",
-                    help="export of scripts/train_mini.sh (default runs/mini/export)")
+    ap.add_argument("--checkpoint", default=None,
+                    help="export of scripts/train_mini.sh (default: the shipped models/kinema4d-mini)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--skip-speed", action="store_true", help="skip the rollout timing")
     args = ap.parse_args()

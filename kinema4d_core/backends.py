@@ -218,8 +218,8 @@ class TinyBackend(Kinema4DBackend):
 
 def mini_model_dir() -> Path:
     """Where ``kinema4d-mini`` looks without ``--checkpoint``: ``$KINEMA4D_MINI_DIR`` or
-    ``<repo>/models/kinema4d-mini`` (``scripts/train_mini.sh PUBLISH=models/kinema4d-mini`` writes it;
-    no trained mini model is shipped yet, see docs/training.md)."""
+    ``<repo>/models/kinema4d-mini``, the shipped model (``scripts/train_mini.sh PUBLISH=models/kinema4d-mini``
+    writes it; its MODEL_CARD.md has the data, training and figures)."""
     import os
 
     import kinema4d_core
